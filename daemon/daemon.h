@@ -1,0 +1,51 @@
+// symphonyd itself: wires configuration, logging, the event loop, the RPC
+// server and the systemd protocol together, and owns the process lifecycle
+// (start → READY, SIGHUP → reload, SIGTERM → drain → exit).
+#pragma once
+
+#include <chrono>
+#include <memory>
+
+#include "base/log.h"
+#include "daemon/daemon_config.h"
+#include "ipc/event_loop.h"
+#include "ipc/rpc_server.h"
+
+namespace symphony::daemon {
+
+class Daemon {
+ public:
+  // Loads the configuration, opens the socket and prepares everything, but
+  // does not serve yet. Errors say what failed (config file and line, socket
+  // path in use, …).
+  static Result<std::unique_ptr<Daemon>> create(ConfigSources sources, log::Target log_target);
+  ~Daemon();
+
+  // Serves until SIGTERM or SIGINT, then drains and returns.
+  Result<void> run();
+
+ private:
+  Daemon(ConfigSources sources, DaemonConfig config);
+  Result<void> start();
+  Result<void> open_listener();
+  void register_methods();
+  void watch_signals();
+  void on_signal(int signo);
+  void reload();
+  void begin_shutdown(int signo);
+  void arm_watchdog(std::chrono::microseconds period);
+  std::string status_line() const;
+  void pack_status(ipc::rpc::Packer& pk) const;
+
+  ConfigSources sources_;
+  DaemonConfig config_;
+  std::unique_ptr<ipc::EventLoop> loop_;
+  std::string loop_fallback_reason_;
+  std::unique_ptr<ipc::Server> server_;
+  UniqueFd signal_fd_;
+  bool socket_activated_ = false;
+  bool stopping_ = false;
+  std::chrono::steady_clock::time_point started_;
+};
+
+}  // namespace symphony::daemon

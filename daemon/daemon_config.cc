@@ -1,0 +1,109 @@
+// The daemon's configuration schema and its translation into typed options.
+#include "daemon/daemon_config.h"
+
+#include <cstdlib>
+
+#include "base/log.h"
+#include "symphony_build_config.h"
+
+namespace symphony::daemon {
+
+const config::Schema& daemon_schema() {
+  static const config::Schema schema = [] {
+    using config::KeySpec;
+    using config::Type;
+    config::Schema s;
+    s.add({"daemon.log_level", Type::string, std::string("info"), {}, {},
+           {"trace", "debug", "info", "warning", "error", "critical", "off"},
+           "Lowest severity that is logged."});
+    s.add({"daemon.state_dir", Type::string, std::string(""), {}, {}, {},
+           "Where persistent state lives; empty means /var/lib/symphony (system) or "
+           "~/.local/state/symphony (user)."});
+    s.add({"daemon.drain_timeout_ms", Type::integer, std::int64_t{5000}, 0, 600'000, {},
+           "On SIGTERM, how long open connections get to finish before they are closed."});
+    s.add({"ipc.socket", Type::string, std::string(""), {}, {}, {},
+           "Socket path; empty means /run/symphony/symphonyd.sock (system) or "
+           "$XDG_RUNTIME_DIR/symphony/symphonyd.sock (user)."});
+    s.add({"ipc.socket_mode", Type::integer, std::int64_t{0660}, 0, 0777, {},
+           "Permission bits of the socket file (write them in octal: 0o660)."});
+    s.add({"ipc.socket_group", Type::string, std::string("symphony"), {}, {}, {},
+           "Group that owns the socket file when the daemon runs as root; empty keeps the "
+           "daemon's group. A group that does not exist is skipped."});
+    s.add({"ipc.loop_backend", Type::string, std::string("auto"), {}, {},
+           {"auto", "io_uring", "epoll"},
+           "Event loop: auto probes io_uring and falls back to epoll. The environment "
+           "variable SYMPHONY_LOOP_BACKEND overrides this key."});
+    s.add({"ipc.max_message_size", Type::integer, std::int64_t{16 * 1024 * 1024}, 1024,
+           std::int64_t{1} << 30, {}, "Largest msgpack-rpc message accepted, in bytes."});
+    s.add({"ipc.max_nesting_depth", Type::integer, std::int64_t{32}, 2, 512, {},
+           "Deepest nesting of arrays and maps in one message."});
+    s.add({"ipc.max_container_elements", Type::integer, std::int64_t{262'144}, 16,
+           std::int64_t{1} << 24, {}, "Most elements in one array or map."});
+    s.add({"ipc.max_write_queue", Type::integer, std::int64_t{32 * 1024 * 1024}, 65'536,
+           std::int64_t{1} << 32, {},
+           "Bytes of unsent responses a connection may hold before the client is "
+           "disconnected for not reading."});
+    s.add({"ipc.max_connections", Type::integer, std::int64_t{1024}, 1, 65'536, {},
+           "Most simultaneous client connections."});
+    s.add({"access.allow_users", Type::string_list, config::StringList{}, {}, {}, {},
+           "Users (names or uids) allowed to connect, besides root and the daemon's own user."});
+    s.add({"access.allow_groups", Type::string_list, config::StringList{"symphony"}, {}, {}, {},
+           "Groups (names or gids) whose members may connect."});
+    return s;
+  }();
+  return schema;
+}
+
+Result<DaemonConfig> load_daemon_config(const ConfigSources& sources) {
+  config::Config cfg(daemon_schema());
+  DaemonConfig out;
+  out.main_file = sources.explicit_file.empty() ? sources.paths.config_file : sources.explicit_file;
+  if (!sources.explicit_file.empty() && !std::filesystem::exists(sources.explicit_file)) {
+    return Error(ENOENT, "config file " + sources.explicit_file.string() + " does not exist");
+  }
+  for (const auto& file : config::files_with_dropins(out.main_file)) {
+    if (auto r = cfg.merge_file(file); !r) return std::move(r).error();
+  }
+  if (const char* env = std::getenv("SYMPHONY_LOOP_BACKEND"); env && *env) {
+    if (auto r = cfg.set("ipc.loop_backend", env, "environment SYMPHONY_LOOP_BACKEND"); !r) {
+      return std::move(r).error();
+    }
+  }
+  for (const auto& [key, value] : sources.overrides) {
+    if (auto r = cfg.set(key, value, "command line"); !r) return std::move(r).error();
+  }
+
+  out.files = cfg.files();
+  out.log_level = cfg.get_string("daemon.log_level");
+  out.state_dir = cfg.get_string("daemon.state_dir");
+  if (out.state_dir.empty()) out.state_dir = sources.paths.state_dir.string();
+  out.drain_timeout_ms = cfg.get_int("daemon.drain_timeout_ms");
+  out.socket = cfg.get_string("ipc.socket");
+  if (out.socket.empty()) out.socket = sources.paths.socket.string();
+  out.socket_mode = static_cast<unsigned>(cfg.get_int("ipc.socket_mode"));
+  out.socket_group = cfg.get_string("ipc.socket_group");
+  out.loop = *ipc::parse_loop_choice(cfg.get_string("ipc.loop_backend"));  // checked by choices
+  const auto& origin = cfg.origin("ipc.loop_backend");
+  out.loop_origin = origin.line ? origin.source + ":" + std::to_string(origin.line) : origin.source;
+  out.server.limits.max_message_size = static_cast<std::size_t>(cfg.get_int("ipc.max_message_size"));
+  out.server.limits.max_depth = static_cast<std::size_t>(cfg.get_int("ipc.max_nesting_depth"));
+  out.server.limits.max_container_elements =
+      static_cast<std::size_t>(cfg.get_int("ipc.max_container_elements"));
+  out.server.max_write_queue = static_cast<std::size_t>(cfg.get_int("ipc.max_write_queue"));
+  if (out.server.max_write_queue < out.server.limits.max_message_size) {
+    const auto& o = cfg.origin("ipc.max_write_queue");
+    return Error::invalid(o.source + (o.line ? ":" + std::to_string(o.line) : "") +
+                          ": ipc.max_write_queue must be at least ipc.max_message_size (" +
+                          std::to_string(out.server.limits.max_message_size) + ")");
+  }
+  out.server.max_connections = static_cast<std::size_t>(cfg.get_int("ipc.max_connections"));
+  out.server.server_name = "symphonyd";
+  out.server.server_version = SYMPHONY_VERSION;
+  out.server.protocol_version = SYMPHONY_PROTOCOL_VERSION;
+  out.allow_users = cfg.get_list("access.allow_users");
+  out.allow_groups = cfg.get_list("access.allow_groups");
+  if (auto lvl = log::parse_level(out.log_level); !lvl) return std::move(lvl).error();
+  return out;
+}
+
+}  // namespace symphony::daemon
