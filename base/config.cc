@@ -111,23 +111,32 @@ const KeySpec* Schema::find(std::string_view key) const {
 }
 
 std::string Schema::render_defaults() const {
-  std::string out;
-  std::string table;
+  auto table_of = [](const std::string& key) {
+    auto dot = key.rfind('.');
+    return dot == std::string::npos ? std::string() : key.substr(0, dot);
+  };
+  // One section per table, top-level keys first: TOML has no header that
+  // returns to the root table, and a table's header may appear only once, so
+  // keys are grouped even when the schema declares a table's keys apart.
+  std::vector<std::string> tables{""};
   for (const auto& k : keys_) {
-    auto dot = k.key.rfind('.');
-    std::string t = dot == std::string::npos ? "" : k.key.substr(0, dot);
-    std::string leaf = dot == std::string::npos ? k.key : k.key.substr(dot + 1);
-    if (t != table) {
-      out += fmt::format("\n[{}]\n", t);
-      table = t;
+    std::string t = table_of(k.key);
+    if (std::find(tables.begin(), tables.end(), t) == tables.end()) tables.push_back(t);
+  }
+  std::string out;
+  for (const auto& table : tables) {
+    if (!table.empty()) out += fmt::format("\n[{}]\n", table);
+    for (const auto& k : keys_) {
+      if (table_of(k.key) != table) continue;
+      std::string leaf = table.empty() ? k.key : k.key.substr(table.size() + 1);
+      out += fmt::format("# {}\n", k.doc);
+      if (k.min || k.max) {
+        out += fmt::format("# Range: {} .. {}\n", k.min ? std::to_string(*k.min) : "",
+                           k.max ? std::to_string(*k.max) : "");
+      }
+      if (!k.choices.empty()) out += fmt::format("# One of: {}\n", fmt::join(k.choices, ", "));
+      out += fmt::format("#{} = {}\n", leaf, render_value(k.default_value));
     }
-    out += fmt::format("# {}\n", k.doc);
-    if (k.min || k.max) {
-      out += fmt::format("# Range: {} .. {}\n", k.min ? std::to_string(*k.min) : "",
-                         k.max ? std::to_string(*k.max) : "");
-    }
-    if (!k.choices.empty()) out += fmt::format("# One of: {}\n", fmt::join(k.choices, ", "));
-    out += fmt::format("#{} = {}\n", leaf, render_value(k.default_value));
   }
   return out;
 }

@@ -117,7 +117,7 @@ void Daemon::register_methods() {
     const auto& params = call.params.via.array;
     if (params.size == 0) return r.reply(std::string_view("pong"));
     const msgpack::object& payload = params.ptr[0];
-    r.reply_with([&](ipc::rpc::Packer& pk) { pk.pack(payload); });
+    r.reply_with([&](ipc::rpc::Packer& pk) { ipc::rpc::pack_exact(pk, payload); });
   });
   server_->add_method("daemon.status", [this](const ipc::CallContext&, ipc::Responder& r) {
     r.reply_with([this](ipc::rpc::Packer& pk) { pack_status(pk); });
@@ -128,7 +128,7 @@ void Daemon::pack_status(ipc::rpc::Packer& pk) const {
   using namespace std::chrono;
   auto uptime = duration_cast<milliseconds>(steady_clock::now() - started_).count();
   const auto& stats = server_->stats();
-  pk.pack_map(16);
+  pk.pack_map(17);
   auto kv = [&](std::string_view k, const auto& v) {
     pk.pack(k);
     pk.pack(v);
@@ -151,6 +151,7 @@ void Daemon::pack_status(ipc::rpc::Packer& pk) const {
   kv("requests", stats.requests);
   kv("refused", stats.refused);
   kv("protocol_errors", stats.protocol_errors);
+  kv("slow_clients", stats.slow_clients);
 }
 
 std::string Daemon::status_line() const {

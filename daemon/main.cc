@@ -38,6 +38,10 @@ int main(int argc, char** argv) {
   app.add_option("--set", sets, "Override any configuration key: --set ipc.max_connections=64");
   app.add_flag("--print-defaults", print_defaults, "Print every configuration key at its default");
   app.add_flag("--check-config", check_config, "Validate the configuration and exit");
+  // A later flag overrides an earlier one, as with most daemons.
+  for (auto* opt : app.get_options()) {
+    if (opt->get_expected_max() == 1) opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  }
   CLI11_PARSE(app, argc, argv);
 
   if (print_defaults) {

@@ -7,21 +7,23 @@
 namespace symphony::ipc {
 namespace {
 
+// What an operator can do about an io_uring setup failure: a parenthesised
+// hint, or empty when there is nothing to add to the error itself.
+std::string uring_failure_hint(const Error& error) {
+  if (error.code() != EPERM && error.code() != ENOSYS) return {};
+  std::ifstream sysctl("/proc/sys/kernel/io_uring_disabled");
+  int disabled = 0;
+  if (sysctl >> disabled && disabled != 0) {
+    return "(kernel.io_uring_disabled=" + std::to_string(disabled) + ")";
+  }
+  return error.code() == EPERM ? "(blocked by a seccomp profile or security module?)"
+                               : "(kernel built without io_uring?)";
+}
+
 // Explains an io_uring setup failure in terms an operator can act on.
 std::string explain_uring_failure(const Error& error) {
-  std::string reason = error.message();
-  if (error.code() == EPERM || error.code() == ENOSYS) {
-    std::ifstream sysctl("/proc/sys/kernel/io_uring_disabled");
-    int disabled = 0;
-    if (sysctl >> disabled && disabled != 0) {
-      reason += " (kernel.io_uring_disabled=" + std::to_string(disabled) + ")";
-    } else if (error.code() == EPERM) {
-      reason += " (blocked by a seccomp profile or security module?)";
-    } else {
-      reason += " (kernel built without io_uring?)";
-    }
-  }
-  return reason;
+  std::string hint = uring_failure_hint(error);
+  return hint.empty() ? error.message() : error.message() + " " + hint;
 }
 
 }  // namespace
@@ -47,8 +49,11 @@ Result<LoopSelection> make_event_loop(LoopChoice choice) {
   auto uring = make_uring_loop();
   if (uring) return LoopSelection{std::move(*uring), {}};
   if (choice == LoopChoice::io_uring) {
-    return Error(uring.error().code(), explain_uring_failure(uring.error()))
-        .wrap("io_uring backend forced but unavailable");
+    // The hint goes into the outer context: message() appends the errno text
+    // once, after the innermost context.
+    std::string hint = uring_failure_hint(uring.error());
+    return std::move(uring).error().wrap("io_uring backend forced but unavailable" +
+                                         (hint.empty() ? "" : " " + hint));
   }
   std::string reason = explain_uring_failure(uring.error());
   auto loop = make_epoll_loop();

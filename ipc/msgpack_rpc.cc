@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <cstring>
 #include <sstream>
 
 namespace symphony::ipc::rpc {
@@ -152,6 +153,21 @@ Decoded StreamDecoder::next() {
     failed_ = true;
     return fatal(ErrorCode::limit_exceeded,
                  fmt::format("nesting deeper than {} levels", limits_.max_depth));
+  } catch (const msgpack::str_size_overflow&) {
+    failed_ = true;
+    return fatal(ErrorCode::message_too_large,
+                 fmt::format("a string longer than the message size limit of {} bytes",
+                             limits_.max_message_size));
+  } catch (const msgpack::bin_size_overflow&) {
+    failed_ = true;
+    return fatal(ErrorCode::message_too_large,
+                 fmt::format("a binary longer than the message size limit of {} bytes",
+                             limits_.max_message_size));
+  } catch (const msgpack::ext_size_overflow&) {
+    failed_ = true;
+    return fatal(ErrorCode::message_too_large,
+                 fmt::format("an extension longer than the message size limit of {} bytes",
+                             limits_.max_message_size));
   } catch (const msgpack::size_overflow& e) {
     failed_ = true;
     return fatal(ErrorCode::limit_exceeded,
@@ -177,6 +193,41 @@ Decoded StreamDecoder::next() {
                              limits_.max_message_size));
   }
   return classify(std::move(handle));
+}
+
+void pack_exact(Packer& pk, const msgpack::object& obj) {
+  switch (obj.type) {
+    case msgpack::type::FLOAT32: {
+      float f = static_cast<float>(obj.via.f64);
+      std::uint32_t bits;
+      std::memcpy(&bits, &f, sizeof(bits));
+      char buf[5] = {static_cast<char>(0xca)};
+      for (int i = 0; i < 4; ++i) buf[1 + i] = static_cast<char>(bits >> (24 - 8 * i));
+      pk.buffer().write(buf, sizeof(buf));
+      return;
+    }
+    case msgpack::type::FLOAT64: {
+      std::uint64_t bits;
+      std::memcpy(&bits, &obj.via.f64, sizeof(bits));
+      char buf[9] = {static_cast<char>(0xcb)};
+      for (int i = 0; i < 8; ++i) buf[1 + i] = static_cast<char>(bits >> (56 - 8 * i));
+      pk.buffer().write(buf, sizeof(buf));
+      return;
+    }
+    case msgpack::type::ARRAY:
+      pk.pack_array(obj.via.array.size);
+      for (std::uint32_t i = 0; i < obj.via.array.size; ++i) pack_exact(pk, obj.via.array.ptr[i]);
+      return;
+    case msgpack::type::MAP:
+      pk.pack_map(obj.via.map.size);
+      for (std::uint32_t i = 0; i < obj.via.map.size; ++i) {
+        pack_exact(pk, obj.via.map.ptr[i].key);
+        pack_exact(pk, obj.via.map.ptr[i].val);
+      }
+      return;
+    default:
+      pk.pack(obj);
+  }
 }
 
 void pack_error(Packer& pk, ErrorCode code, std::string_view message) {

@@ -122,7 +122,21 @@ class WriteBuffer {
   std::vector<char> bytes_;
 };
 
-using Packer = msgpack::packer<WriteBuffer>;
+// msgpack-c's packer over a WriteBuffer, with access to the buffer for the
+// few encodings msgpack-c will not produce (see pack_exact).
+class Packer : public msgpack::packer<WriteBuffer> {
+ public:
+  explicit Packer(WriteBuffer& out) : msgpack::packer<WriteBuffer>(out), out_(out) {}
+  WriteBuffer& buffer() { return out_; }
+
+ private:
+  WriteBuffer& out_;
+};
+
+// Packs `obj` exactly as it was received. msgpack-c's own packer turns a
+// float with an integral value (4.0, -0.0) into an integer; an echo must
+// not change types, so floats are written as float32/float64 here.
+void pack_exact(Packer& pk, const msgpack::object& obj);
 
 // [0, id, method, [args…]]
 template <class... Args>

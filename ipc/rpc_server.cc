@@ -51,18 +51,26 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   // --- lifecycle ------------------------------------------------------------
-  // Stops reading; closes once everything queued is written (and, when
-  // `wait_for_outstanding`, every request received has been answered).
-  void close_when_idle(bool wait_for_outstanding) {
+  // Graceful: stops reading; closes once everything queued is written and
+  // every request received has been answered.
+  void close_when_idle() {
     eof_ = true;
     close_when_idle_ = true;
-    wait_for_outstanding_ = wait_for_outstanding;
-    // A client that never reads must not keep the connection open forever.
-    std::weak_ptr<Connection> weak = weak_from_this();
-    server_.loop_.add_timer(std::chrono::seconds(5), [weak] {
-      if (auto self = weak.lock()) self->close_now();
-    });
+    arm_close_timer();
     maybe_close_idle();
+  }
+
+  // Refuses the connection (or gives up on its stream): sends the error as a
+  // symphony.error notification, ends our side of the stream, and lingers,
+  // discarding input, until the peer hangs up. Closing at once with unread
+  // input would make the kernel reset the connection, and the peer could
+  // lose the notification.
+  void reject(rpc::ErrorCode code, std::string_view message) {
+    rpc::write_error_notification(pending_, code, message);
+    lingering_ = true;
+    arm_close_timer();
+    enqueued();
+    read_more();
   }
 
   void close_now() {
@@ -77,9 +85,24 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::size_t outstanding_ = 0;
 
  private:
+  // A client that never reads or never hangs up must not keep a closing
+  // connection open forever.
+  void arm_close_timer() {
+    std::weak_ptr<Connection> weak = weak_from_this();
+    server_.loop_.add_timer(std::chrono::seconds(5), [weak] {
+      if (auto self = weak.lock()) self->close_now();
+    });
+  }
+
   void read_more() {
     if (reading_ || eof_ || closed_) return;
-    auto buf = decoder_.prepare(read_chunk_);
+    std::span<std::byte> buf;
+    if (lingering_) {
+      discard_.resize(4096);
+      buf = discard_;
+    } else {
+      buf = decoder_.prepare(read_chunk_);
+    }
     reading_ = true;
     stream_->read(buf, [self = shared_from_this()](Result<std::size_t> r) {
       self->on_read(std::move(r));
@@ -96,9 +119,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
       close_now();
       return;
     }
+    if (lingering_) {
+      if (*r == 0) {
+        close_now();
+      } else {
+        read_more();
+      }
+      return;
+    }
     if (*r == 0) {
       // The peer finished sending; it may still read what we owe it.
-      close_when_idle(/*wait_for_outstanding=*/true);
+      close_when_idle();
       return;
     }
     decoder_.commit(*r);
@@ -108,7 +139,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void process() {
     in_batch_ = true;
-    while (!closed_ && !eof_) {
+    while (!closed_ && !eof_ && !lingering_) {
       rpc::Decoded d = decoder_.next();
       if (d.kind == rpc::Decoded::Kind::need_more) break;
       if (d.kind == rpc::Decoded::Kind::message) {
@@ -132,9 +163,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
                       {"PEER_PID", std::to_string(peer().pid)}};
         spdlog::info("connection {} ({}): {}; closing it", id_, describe(peer()), d.problem);
       }
-      rpc::write_error_notification(pending_, d.code, d.problem);
-      enqueued();
-      close_when_idle(/*wait_for_outstanding=*/false);
+      in_batch_ = false;
+      reject(d.code, d.problem);
+      return;
     }
     in_batch_ = false;
     start_write();
@@ -182,10 +213,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void maybe_close_idle() {
-    if (close_when_idle_ && !writing_ && pending_.empty() &&
-        (!wait_for_outstanding_ || outstanding_ == 0)) {
-      close_now();
+    if (lingering_ && !writing_ && pending_.empty() && !write_shut_) {
+      write_shut_ = true;
+      stream_->shutdown_write();
     }
+    if (close_when_idle_ && !writing_ && pending_.empty() && outstanding_ == 0) close_now();
   }
 
   Server& server_;
@@ -202,7 +234,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool in_batch_ = false;
   bool eof_ = false;
   bool close_when_idle_ = false;
-  bool wait_for_outstanding_ = true;
+  bool lingering_ = false;
+  bool write_shut_ = false;
+  std::vector<std::byte> discard_;
   bool closed_ = false;
 };
 
@@ -313,9 +347,7 @@ void Server::on_accepted(Listener* listener, Result<std::unique_ptr<Stream>> str
     ++stats_.refused;
     log::Fields f{{"PEER_UID", std::to_string(peer.uid)}, {"PEER_PID", std::to_string(peer.pid)}};
     spdlog::warn("refused connection from {}: {}", describe(peer), refusal->second);
-    rpc::write_error_notification(conn->out(), refusal->first, refusal->second);
-    conn->enqueued();
-    conn->close_when_idle(/*wait_for_outstanding=*/false);
+    conn->reject(refusal->first, refusal->second);
     return;
   }
   ++stats_.accepted;
@@ -389,7 +421,7 @@ void Server::drain(std::chrono::milliseconds deadline, std::function<void()> don
   drain_done_ = std::move(done);
   for (auto& l : listeners_) l->close();
   auto conns = connections_;
-  for (auto& [id, c] : conns) c->close_when_idle(/*wait_for_outstanding=*/true);
+  for (auto& [id, c] : conns) c->close_when_idle();
   drain_timer_ = loop_.add_timer(deadline, [this] {
     auto left = connections_;
     if (!left.empty()) spdlog::warn("drain deadline passed; closing {} connections", left.size());

@@ -34,6 +34,9 @@ class Stream {
   virtual void read(std::span<std::byte> buf, IoHandler handler) = 0;
   // Writes some of buf; the handler gets the count. One write at a time.
   virtual void write(std::span<const std::byte> buf, IoHandler handler) = 0;
+  // Ends our direction of the stream (the peer reads EOF after what was
+  // written); reading goes on.
+  virtual void shutdown_write() = 0;
   // Cancels pending operations (their handlers run later with ECANCELED) and
   // closes the connection. Buffers given to read/write must stay valid until
   // those handlers have run.

@@ -64,6 +64,9 @@ class UnixStream final : public Stream {
     if (!fd_) return loop_.defer([h = std::move(handler)] { h(Error(EBADF, "write on closed stream")); });
     loop_.send(fd_.get(), buf, std::move(handler));
   }
+  void shutdown_write() override {
+    if (fd_) ::shutdown(fd_.get(), SHUT_WR);
+  }
   void close() override {
     if (!fd_) return;
     loop_.cancel(fd_.get());
@@ -134,11 +137,22 @@ class UnixClientStream final : public ClientStream {
   UniqueFd fd_;
 };
 
-// True when something accepts connections on `addr` (a live daemon).
+// True when something accepts connections on `addr` (a live daemon). A
+// daemon that just died can keep its socket listening for a few
+// milliseconds: an io_uring accept in flight holds the socket until the
+// kernel tears the ring down asynchronously. So a successful connect is
+// retried for up to a second before the socket is declared in use.
 bool someone_listens(const sockaddr_un& addr) {
-  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!probe) return false;
-  return ::connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0;
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!probe) return false;
+    if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
+      return false;
+    }
+    probe.reset();
+    ::usleep(20'000);
+  }
+  return true;
 }
 
 }  // namespace
