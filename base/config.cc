@@ -135,7 +135,11 @@ std::string Schema::render_defaults() const {
                            k.max ? std::to_string(*k.max) : "");
       }
       if (!k.choices.empty()) out += fmt::format("# One of: {}\n", fmt::join(k.choices, ", "));
+      if (k.octal && std::holds_alternative<std::int64_t>(k.default_value)) {
+      out += fmt::format("#{} = 0o{:o}\n", leaf, std::get<std::int64_t>(k.default_value));
+    } else {
       out += fmt::format("#{} = {}\n", leaf, render_value(k.default_value));
+    }
     }
   }
   return out;
@@ -238,8 +242,17 @@ Result<void> Config::set(std::string_view key, std::string_view text, std::strin
       break;
     case Type::integer: {
       std::int64_t i = 0;
-      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), i);
-      if (ec != std::errc() || end != text.data() + text.size()) {
+      // TOML's prefixes: 0o755, 0x1f, 0b101.
+      int base = 10;
+      std::string_view digits = text;
+      if (digits.size() > 2 && digits[0] == '0') {
+        if (digits[1] == 'o') base = 8;
+        if (digits[1] == 'x') base = 16;
+        if (digits[1] == 'b') base = 2;
+        if (base != 10) digits.remove_prefix(2);
+      }
+      auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), i, base);
+      if (ec != std::errc() || end != digits.data() + digits.size()) {
         return Error::invalid(fmt::format("{}: {}: expected integer, got '{}'", source, key, text));
       }
       value = i;

@@ -33,6 +33,7 @@ struct KeySpec {
   std::optional<std::int64_t> max;
   std::vector<std::string> choices;  // strings: allowed values (empty = any)
   std::string doc;                   // one sentence; rendered into the defaults file
+  bool octal = false;                // integers: render as 0o… (permission bits)
 };
 
 class Schema {

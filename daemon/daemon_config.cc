@@ -25,7 +25,7 @@ const config::Schema& daemon_schema() {
            "Socket path; empty means /run/symphony/symphonyd.sock (system) or "
            "$XDG_RUNTIME_DIR/symphony/symphonyd.sock (user)."});
     s.add({"ipc.socket_mode", Type::integer, std::int64_t{0660}, 0, 0777, {},
-           "Permission bits of the socket file (write them in octal: 0o660)."});
+           "Permission bits of the socket file (write them in octal: 0o660).", true});
     s.add({"ipc.socket_group", Type::string, std::string("symphony"), {}, {}, {},
            "Group that owns the socket file when the daemon runs as root; empty keeps the "
            "daemon's group. A group that does not exist is skipped."});
