@@ -21,7 +21,8 @@ struct Paths {
 };
 
 // The defaults for `mode`. User mode needs $XDG_RUNTIME_DIR (or falls back to
-// /run/user/<uid> when that exists) and $HOME.
+// /run/user/<uid> when that exists) and $HOME. When systemd provides
+// $RUNTIME_DIRECTORY, $STATE_DIRECTORY or $CONFIGURATION_DIRECTORY, those win.
 Result<Paths> default_paths(Mode mode);
 
 // The socket a client should try: $SYMPHONY_SOCKET, else the mode's default.

@@ -24,8 +24,11 @@ class Error {
   // An error from the current errno, for use right after a failed syscall.
   static Error from_errno(std::string context) { return Error(errno, std::move(context)); }
   // A validation error: EINVAL with a message that says what is wrong and where.
-  static Error invalid(std::string message) {
-    Error e(EINVAL, std::move(message));
+  static Error invalid(std::string message) { return described(EINVAL, std::move(message)); }
+  // An error whose message is complete as it is (no strerror suffix), e.g.
+  // one a remote peer reported.
+  static Error described(int code, std::string message) {
+    Error e(code, std::move(message));
     e.describes_itself_ = true;
     return e;
   }

@@ -34,6 +34,13 @@ struct Globals {
 };
 
 void say_unreachable(const std::string& address, const Error& e, bool user) {
+  if (e.code() == EACCES) {
+    std::fprintf(stderr,
+                 "symphonyctl: cannot reach symphonyd at %s: %s. Ask an administrator to add "
+                 "you to group 'symphony' (or to access.allow_users), then log in again.\n",
+                 address.c_str(), e.message().c_str());
+    return;
+  }
   std::fprintf(stderr, "symphonyctl: cannot reach symphonyd at %s: %s. Start it with %s.\n",
                address.c_str(), e.message().c_str(),
                user ? "'symphonyd --user' (or 'systemctl --user start symphonyd.socket')"
@@ -114,9 +121,15 @@ int cmd_status(const Globals& g) {
   std::cout << "  requests:     " << get("requests") << " (" << get("protocol_errors")
             << " protocol errors, " << get("refused") << " refused)\n";
   auto files = get("config_files");
-  std::cout << "  config:       " << get("config_path").get<std::string>()
-            << (files.empty() ? " (not present: defaults)" : "") << "\n";
-  for (const auto& f : files) std::cout << "                " << f.get<std::string>() << "\n";
+  std::string main_file = get("config_path").get<std::string>();
+  bool main_read = std::any_of(files.begin(), files.end(),
+                               [&](const json& f) { return f.get<std::string>() == main_file; });
+  std::cout << "  config:       " << main_file << (main_read ? "" : " (not present)") << "\n";
+  for (const auto& f : files) {
+    if (f.get<std::string>() != main_file) {
+      std::cout << "  drop-in:      " << f.get<std::string>() << "\n";
+    }
+  }
   std::cout << "  state:        " << get("state_dir").get<std::string>() << "\n";
   return kOk;
 }

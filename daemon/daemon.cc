@@ -50,11 +50,8 @@ Daemon::~Daemon() {
   loop_.reset();
 }
 
-Result<std::unique_ptr<Daemon>> Daemon::create(ConfigSources sources, log::Target log_target) {
-  auto config = load_daemon_config(sources);
-  if (!config) return std::move(config).error();
-  log::init({"symphonyd", *log::parse_level(config->log_level), log_target});
-  std::unique_ptr<Daemon> d(new Daemon(std::move(sources), std::move(*config)));
+Result<std::unique_ptr<Daemon>> Daemon::create(ConfigSources sources, DaemonConfig config) {
+  std::unique_ptr<Daemon> d(new Daemon(std::move(sources), std::move(config)));
   if (auto r = d->start(); !r) return std::move(r).error();
   return d;
 }
@@ -233,7 +230,8 @@ void Daemon::arm_watchdog(std::chrono::microseconds period) {
   // Ping at half the period systemd allows, as sd_watchdog_enabled(3) advises.
   loop_->add_timer(period / 2, [this, period] {
     sd::notify("WATCHDOG=1");
-    if (!stopping_) arm_watchdog(period);
+    // Keep pinging while draining: the drain may outlast WatchdogSec=.
+    arm_watchdog(period);
   });
 }
 

@@ -15,10 +15,10 @@ namespace symphony::daemon {
 
 class Daemon {
  public:
-  // Loads the configuration, opens the socket and prepares everything, but
-  // does not serve yet. Errors say what failed (config file and line, socket
-  // path in use, …).
-  static Result<std::unique_ptr<Daemon>> create(ConfigSources sources, log::Target log_target);
+  // Opens the socket and prepares everything for `config` (loaded from
+  // `sources`, which reloads read again), but does not serve yet. Errors say
+  // what failed (socket path in use, directory not writable, …).
+  static Result<std::unique_ptr<Daemon>> create(ConfigSources sources, DaemonConfig config);
   ~Daemon();
 
   // Serves until SIGTERM or SIGINT, then drains and returns.

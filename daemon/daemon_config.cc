@@ -17,8 +17,8 @@ const config::Schema& daemon_schema() {
            {"trace", "debug", "info", "warning", "error", "critical", "off"},
            "Lowest severity that is logged."});
     s.add({"daemon.state_dir", Type::string, std::string(""), {}, {}, {},
-           "Where persistent state lives; empty means /var/lib/symphony (system) or "
-           "~/.local/state/symphony (user)."});
+           "Where persistent state lives; empty means $STATE_DIRECTORY under systemd, else "
+           SYMPHONY_LOCALSTATEDIR "/lib/symphony (system) or ~/.local/state/symphony (user)."});
     s.add({"daemon.drain_timeout_ms", Type::integer, std::int64_t{5000}, 0, 600'000, {},
            "On SIGTERM, how long open connections get to finish before they are closed."});
     s.add({"ipc.socket", Type::string, std::string(""), {}, {}, {},
@@ -91,10 +91,15 @@ Result<DaemonConfig> load_daemon_config(const ConfigSources& sources) {
       static_cast<std::size_t>(cfg.get_int("ipc.max_container_elements"));
   out.server.max_write_queue = static_cast<std::size_t>(cfg.get_int("ipc.max_write_queue"));
   if (out.server.max_write_queue < out.server.limits.max_message_size) {
-    const auto& o = cfg.origin("ipc.max_write_queue");
-    return Error::invalid(o.source + (o.line ? ":" + std::to_string(o.line) : "") +
-                          ": ipc.max_write_queue must be at least ipc.max_message_size (" +
-                          std::to_string(out.server.limits.max_message_size) + ")");
+    auto from = [&](const char* key) {
+      const auto& o = cfg.origin(key);
+      return o.line ? o.source + ":" + std::to_string(o.line) : o.source;
+    };
+    return Error::invalid("ipc.max_write_queue (" + std::to_string(out.server.max_write_queue) +
+                          ", " + from("ipc.max_write_queue") +
+                          ") must be at least ipc.max_message_size (" +
+                          std::to_string(out.server.limits.max_message_size) + ", " +
+                          from("ipc.max_message_size") + ")");
   }
   out.server.max_connections = static_cast<std::size_t>(cfg.get_int("ipc.max_connections"));
   out.server.server_name = "symphonyd";

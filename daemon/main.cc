@@ -42,7 +42,14 @@ int main(int argc, char** argv) {
   for (auto* opt : app.get_options()) {
     if (opt->get_expected_max() == 1) opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   }
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);  // --help, --version
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
 
   if (print_defaults) {
     std::cout << "# symphonyd configuration: every key at its default.\n"
@@ -92,14 +99,24 @@ int main(int argc, char** argv) {
   ::sigprocmask(SIG_BLOCK, &set, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
-  log::Target target = log_target == "console"   ? log::Target::console
+  auto config = daemon::load_daemon_config(sources);
+  if (!config) {
+    std::fprintf(stderr, "symphonyd: %s\n", config.error().message().c_str());
+    return kExitConfig;
+  }
+  log::Target wanted = log_target == "console"   ? log::Target::console
                        : log_target == "journal" ? log::Target::journal
                                                  : log::Target::automatic;
-  auto d = daemon::Daemon::create(std::move(sources), target);
+  log::Target target = log::init({"symphonyd", *log::parse_level(config->log_level), wanted});
+  auto d = daemon::Daemon::create(std::move(sources), std::move(*config));
   if (!d) {
-    std::fprintf(stderr, "symphonyd: %s\n", d.error().message().c_str());
+    // On a console the log line is the message; in the journal, say it on
+    // stderr too so that `systemctl status` shows it.
     spdlog::critical("cannot start: {}", d.error().message());
-    return d.error().code() == EINVAL || d.error().code() == ENOENT ? kExitConfig : 1;
+    if (target == log::Target::journal) {
+      std::fprintf(stderr, "symphonyd: %s\n", d.error().message().c_str());
+    }
+    return 1;
   }
   if (auto r = (*d)->run(); !r) {
     spdlog::critical("{}", r.error().message());

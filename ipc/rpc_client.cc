@@ -52,8 +52,16 @@ Result<msgpack::object_handle> Client::wait_for(std::uint32_t id) {
     auto m = receive();
     if (!m) return std::move(m).error();
     if (m->type == rpc::MessageType::notification) {
+      // A symphony.error about a misshapen message of ours is not the answer
+      // we wait for; one that ends the stream (refusal, parse error, limit)
+      // is, since no answer will come.
       if (m->method == rpc::kErrorNotification && m->params.via.array.size > 0) {
-        return remote_error(m->params.via.array.ptr[0]);
+        const msgpack::object& err = m->params.via.array.ptr[0];
+        const msgpack::object* code = map_get(err, "code");
+        if (!code || code->type != msgpack::type::STR ||
+            std::string_view(code->via.str.ptr, code->via.str.size) != "invalid_message") {
+          return remote_error(err);
+        }
       }
       continue;  // events are not what we wait for
     }
@@ -64,7 +72,7 @@ Result<msgpack::object_handle> Client::wait_for(std::uint32_t id) {
 }
 
 Error remote_error(const msgpack::object& error) {
-  return Error(EREMOTEIO, rpc::describe_error(error));
+  return Error::described(EREMOTEIO, rpc::describe_error(error));
 }
 
 const msgpack::object* map_get(const msgpack::object& map, std::string_view key) {

@@ -68,6 +68,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void reject(rpc::ErrorCode code, std::string_view message) {
     rpc::write_error_notification(pending_, code, message);
     lingering_ = true;
+    ++server_.lingering_;
     arm_close_timer();
     enqueued();
     read_more();
@@ -76,6 +77,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void close_now() {
     if (closed_) return;
     closed_ = true;
+    if (lingering_) --server_.lingering_;
     stream_->close();
     server_.forget(id_);
   }
@@ -89,7 +91,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // connection open forever.
   void arm_close_timer() {
     std::weak_ptr<Connection> weak = weak_from_this();
-    server_.loop_.add_timer(std::chrono::seconds(5), [weak] {
+    server_.loop_.add_timer(lingering_ ? std::chrono::seconds(1) : std::chrono::seconds(5), [weak] {
       if (auto self = weak.lock()) self->close_now();
     });
   }
@@ -339,12 +341,19 @@ void Server::on_accepted(Listener* listener, Result<std::unique_ptr<Stream>> str
                                 peer.uid));
   } else if (draining_) {
     refusal.emplace(rpc::ErrorCode::shutting_down, "symphonyd is shutting down");
-  } else if (connections_.size() > options_.max_connections) {
+  } else if (connections_.size() - lingering_ > options_.max_connections) {
     refusal.emplace(rpc::ErrorCode::too_many_connections,
                     fmt::format("too many connections (limit {})", options_.max_connections));
   }
   if (refusal) {
     ++stats_.refused;
+    // A refused peer must not be able to fill the table: refusals do not
+    // count against max_connections, and past kMaxLingering of them the
+    // connection is dropped without a goodbye.
+    if (lingering_ >= kMaxLingering) {
+      conn->close_now();
+      return;
+    }
     log::Fields f{{"PEER_UID", std::to_string(peer.uid)}, {"PEER_PID", std::to_string(peer.pid)}};
     spdlog::warn("refused connection from {}: {}", describe(peer), refusal->second);
     conn->reject(refusal->first, refusal->second);

@@ -101,8 +101,8 @@ class Server {
   const ServerStats& stats() const { return stats_; }
   EventLoop& loop() { return loop_; }
 
-  // Graceful drain: stop accepting, answer new requests with shutting_down,
-  // close each connection once its outstanding requests are answered and its
+  // Graceful drain: stop accepting and stop reading new requests, close each
+  // connection once the requests already received are answered and the
   // responses written, and force-close what is left after `deadline`.
   // `done` runs once every connection is gone.
   void drain(std::chrono::milliseconds deadline, std::function<void()> done);
@@ -126,6 +126,9 @@ class Server {
   // Handlers that may run after the server is gone check this token.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
   bool draining_ = false;
+  // Connections refused or given up on, waiting for the peer to hang up.
+  std::size_t lingering_ = 0;
+  static constexpr std::size_t kMaxLingering = 256;
   std::function<void()> drain_done_;
   TimerId drain_timer_;
 };

@@ -3,6 +3,7 @@
 // whose mode and group are set before listen(2) so that no client can ever
 // connect while it is wider open than configured.
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -140,19 +141,18 @@ class UnixClientStream final : public ClientStream {
 // True when something accepts connections on `addr` (a live daemon). A
 // daemon that just died can keep its socket listening for a few
 // milliseconds: an io_uring accept in flight holds the socket until the
-// kernel tears the ring down asynchronously. So a successful connect is
-// retried for up to a second before the socket is declared in use.
+// kernel tears the ring down asynchronously, and then resets the
+// connections queued on it. So a connect that succeeds is watched for a
+// second: a hang-up means the listener was dead; silence means it lives.
 bool someone_listens(const sockaddr_un& addr) {
-  for (int attempt = 0; attempt < 50; ++attempt) {
-    UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!probe) return false;
-    if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
-      return false;
-    }
-    probe.reset();
-    ::usleep(20'000);
+  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!probe) return false;
+  if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return false;
   }
-  return true;
+  pollfd p{probe.get(), POLLRDHUP, 0};
+  int r = ::poll(&p, 1, 1000);
+  return r == 0;
 }
 
 }  // namespace
