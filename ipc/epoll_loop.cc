@@ -35,6 +35,9 @@ struct WriteOp {
 struct FdState {
   ReadOp read;
   WriteOp write;
+  // False after a recv/accept said EAGAIN, until the next EPOLLIN edge: a
+  // new operation then waits for the edge instead of failing a syscall.
+  bool readable = true;
 };
 
 bool would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
@@ -49,7 +52,7 @@ class EpollLoop final : public BasicLoop {
     auto* st = state(fd);
     if (!st) return fail_later(std::move(handler), "epoll_ctl add");
     st->read = ReadOp{ReadOp::recv, buf, std::move(handler), {}, {}};
-    try_read(fd, *st);
+    if (st->readable) try_read(fd, *st);
   }
 
   void send(int fd, std::span<const std::byte> buf, IoHandler handler) override {
@@ -126,6 +129,7 @@ class EpollLoop final : public BasicLoop {
       auto it = fds_.find(fd);
       if (it == fds_.end()) continue;
       if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) {
+        it->second.readable = true;
         if (it->second.read.kind == ReadOp::poll) {
           complete_poll(fd, to_revents(ev) & ~static_cast<std::uint32_t>(POLLOUT));
         } else {
@@ -187,7 +191,10 @@ class EpollLoop final : public BasicLoop {
   void try_read(int fd, FdState& st) {
     if (st.read.kind == ReadOp::recv) {
       ssize_t n = ::recv(fd, st.read.buf.data(), st.read.buf.size(), MSG_DONTWAIT);
-      if (n < 0 && would_block(errno)) return;
+      if (n < 0 && would_block(errno)) {
+        st.readable = false;
+        return;
+      }
       auto h = std::move(st.read.io);
       st.read = ReadOp{};
       if (n < 0) {

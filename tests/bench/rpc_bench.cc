@@ -204,9 +204,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
     ConsoleReporter::ReportRuns(runs);
     for (const auto& r : runs) {
       if (r.run_type == Run::RT_Aggregate && r.aggregate_name != "median") continue;
-      std::string name = r.benchmark_name();
-      auto slash = name.find("/repeats");
-      if (slash != std::string::npos) name = name.substr(0, slash);
+      std::string name = r.run_name.str();  // without the aggregate suffix
       auto p50 = r.counters.find("p50_us");
       if (p50 != r.counters.end()) p50_[name].push_back(p50->second.value);
       auto rate = r.counters.find("req_per_s");
