@@ -14,7 +14,7 @@ build_pkgs=(
 )
 test_pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-msgpack
+  python3 python3-msgpack python3-pynvim
   clang libclang-rt-14-dev
   systemd dbus
 )
