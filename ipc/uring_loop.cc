@@ -3,15 +3,7 @@
 // are submitted together with the next wait (io_uring_submit_and_wait_timeout,
 // one syscall per iteration). cancel(fd) uses IORING_ASYNC_CANCEL_FD, which
 // the probe in make_uring_loop() requires (Linux 5.19).
-//
-// Receives use one multishot recv per socket (Linux 6.0) over a ring of
-// provided buffers: the socket stays armed, each arrival is copied out of the
-// kernel's buffer into the socket's stash at once (the buffer goes straight
-// back to the ring), and recv() is served from the stash. This removes the
-// per-message re-arm that dominated the round-trip cost. Where buffer rings
-// are unavailable, recv() falls back to one IORING_OP_RECV per call.
 #include <fcntl.h>
-#include <cstring>
 #include <liburing.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -19,9 +11,6 @@
 
 #include <fstream>
 #include <string>
-#include <unordered_map>
-
-#include "base/mapping.h"
 
 #include "ipc/basic_loop.h"
 #include "ipc/uring_probe.h"
@@ -42,34 +31,11 @@ struct Op {
 
 constexpr unsigned kEntries = 256;
 
-// Multishot receive: one armed recv per socket delivers every arrival into a
-// ring of kernel-selected buffers, so the hot path re-arms nothing.
-constexpr unsigned kRecvBuffers = 64;         // power of two
-constexpr unsigned kRecvBufferSize = 16 * 1024;
-constexpr int kRecvGroup = 0;
-// user_data tag bit marking a multishot-recv CQE (Ops are 8-aligned).
-constexpr std::uintptr_t kRecvTag = 1;
-
-// Per-socket receive state: data that arrived before anyone asked for it,
-// and the caller waiting for data.
-struct RecvState {
-  int fd = -1;
-  std::vector<std::byte> stash;
-  std::size_t stash_off = 0;
-  std::span<std::byte> want;
-  IoHandler waiting;
-  bool armed = false;     // a multishot recv is in the kernel
-  bool eof = false;
-  int error = 0;
-  bool detached = false;  // cancel() ran: free when the last CQE arrives
-};
-
 class UringLoop final : public BasicLoop {
  public:
   UringLoop() = default;
   ~UringLoop() override {
     if (initialized_) io_uring_queue_exit(&ring_);
-    for (auto& [fd, st] : recv_states_) delete st;
     // Handlers of operations still in flight are dropped with their Ops.
     while (live_ != nullptr) {
       Op* op = live_;
@@ -108,32 +74,15 @@ class UringLoop final : public BasicLoop {
       return Error(res == -EINVAL ? ENOTSUP : -res,
                    "io_uring lacks IORING_ASYNC_CANCEL_FD (Linux 5.19)");
     }
-    setup_recv_buffers();
     return ok();
   }
 
   LoopBackend backend() const override { return LoopBackend::io_uring; }
 
   void recv(int fd, std::span<std::byte> buf, IoHandler handler) override {
-    if (!multishot_) {
-      io_uring_sqe* sqe = next_sqe();
-      io_uring_prep_recv(sqe, fd, buf.data(), buf.size(), 0);
-      attach(sqe, new Op{Op::recv, std::move(handler), {}, {}});
-      return;
-    }
-    auto& slot = recv_states_[fd];
-    if (!slot) {
-      slot = new RecvState;
-      slot->fd = fd;
-    }
-    RecvState* st = slot;
-    st->want = buf;
-    st->waiting = std::move(handler);
-    if (st->stash_off < st->stash.size() || st->eof || st->error) {
-      defer([this, st] { deliver(st); });
-      return;
-    }
-    if (!st->armed) arm(st);
+    io_uring_sqe* sqe = next_sqe();
+    io_uring_prep_recv(sqe, fd, buf.data(), buf.size(), 0);
+    attach(sqe, new Op{Op::recv, std::move(handler), {}, {}});
   }
 
   void send(int fd, std::span<const std::byte> buf, IoHandler handler) override {
@@ -155,16 +104,6 @@ class UringLoop final : public BasicLoop {
   }
 
   void cancel(int fd) override {
-    if (auto it = recv_states_.find(fd); it != recv_states_.end()) {
-      RecvState* st = it->second;
-      recv_states_.erase(it);
-      st->detached = true;
-      if (st->waiting) {
-        auto h = std::move(st->waiting);
-        defer([h = std::move(h)] { h(Error(ECANCELED, "operation canceled")); });
-      }
-      if (!st->armed) delete st;
-    }
     io_uring_sqe* sqe = next_sqe();
     io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
     io_uring_sqe_set_data64(sqe, 0);
@@ -192,98 +131,16 @@ class UringLoop final : public BasicLoop {
     unsigned seen = 0;
     io_uring_for_each_cqe(&ring_, head, cqe) {
       ++seen;
-      auto data = static_cast<std::uintptr_t>(cqe->user_data);
-      if (data & kRecvTag) {
-        // Copy out of the kernel's buffer now and give it back at once.
-        on_recv_cqe(reinterpret_cast<RecvState*>(data & ~kRecvTag), cqe->res, cqe->flags);
-      } else if (auto* op = reinterpret_cast<Op*>(data)) {
+      if (auto* op = reinterpret_cast<Op*>(io_uring_cqe_get_data(cqe))) {
         ready_.emplace_back(op, cqe->res);
       }
     }
     io_uring_cq_advance(&ring_, seen);
     for (auto [op, res] : ready_) complete(op, res);
-    for (RecvState* st : to_deliver_) deliver(st);
-    to_deliver_.clear();
     return ok();
   }
 
  private:
-  void setup_recv_buffers() {
-    auto mem = Mapping::anonymous(kRecvBuffers * sizeof(io_uring_buf) + kRecvBuffers * kRecvBufferSize);
-    if (!mem) return;
-    auto* br = reinterpret_cast<io_uring_buf_ring*>(mem->data());
-    io_uring_buf_reg reg{};
-    reg.ring_addr = reinterpret_cast<std::uint64_t>(br);
-    reg.ring_entries = kRecvBuffers;
-    reg.bgid = kRecvGroup;
-    if (io_uring_register_buf_ring(&ring_, &reg, 0) != 0) return;  // old kernel: one-shot recv
-    io_uring_buf_ring_init(br);
-    recv_bufs_ = mem->data() + kRecvBuffers * sizeof(io_uring_buf);
-    for (unsigned i = 0; i < kRecvBuffers; ++i) {
-      io_uring_buf_ring_add(br, recv_bufs_ + i * kRecvBufferSize, kRecvBufferSize,
-                            static_cast<unsigned short>(i), io_uring_buf_ring_mask(kRecvBuffers),
-                            static_cast<int>(i));
-    }
-    io_uring_buf_ring_advance(br, kRecvBuffers);
-    buf_ring_ = br;
-    recv_memory_ = std::move(*mem);
-    multishot_ = true;
-  }
-
-  void arm(RecvState* st) {
-    io_uring_sqe* sqe = next_sqe();
-    io_uring_prep_recv_multishot(sqe, st->fd, nullptr, 0, 0);
-    sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = kRecvGroup;
-    io_uring_sqe_set_data64(sqe, reinterpret_cast<std::uintptr_t>(st) | kRecvTag);
-    st->armed = true;
-  }
-
-  void on_recv_cqe(RecvState* st, int res, unsigned flags) {
-    if (!(flags & IORING_CQE_F_MORE)) st->armed = false;
-    if (flags & IORING_CQE_F_BUFFER) {
-      auto bid = static_cast<unsigned short>(flags >> IORING_CQE_BUFFER_SHIFT);
-      std::byte* data = recv_bufs_ + bid * kRecvBufferSize;
-      if (res > 0 && !st->detached) {
-        if (st->stash_off == st->stash.size()) {
-          st->stash.clear();
-          st->stash_off = 0;
-        }
-        st->stash.insert(st->stash.end(), data, data + res);
-      }
-      io_uring_buf_ring_add(buf_ring_, data, kRecvBufferSize, bid,
-                            io_uring_buf_ring_mask(kRecvBuffers), 0);
-      io_uring_buf_ring_advance(buf_ring_, 1);
-    }
-    if (st->detached) {
-      if (!st->armed) delete st;
-      return;
-    }
-    if (res == 0) st->eof = true;
-    // Out of buffers: re-arm once the caller has drained what it has.
-    if (res < 0 && res != -ENOBUFS) st->error = -res;
-    if (st->waiting) to_deliver_.push_back(st);
-  }
-
-  // Completes the waiting recv from the stash (or with EOF / the error).
-  void deliver(RecvState* st) {
-    if (!st->waiting) return;
-    auto h = std::move(st->waiting);
-    st->waiting = nullptr;
-    std::size_t avail = st->stash.size() - st->stash_off;
-    if (avail > 0) {
-      std::size_t n = std::min(avail, st->want.size());
-      std::memcpy(st->want.data(), st->stash.data() + st->stash_off, n);
-      st->stash_off += n;
-      return h(n);
-    }
-    if (st->error) return h(Error(st->error, "recv"));
-    if (st->eof) return h(std::size_t{0});
-    // Nothing after all (a multishot that ended without data): wait again.
-    st->waiting = std::move(h);
-    if (!st->armed) arm(st);
-  }
-
   io_uring_sqe* next_sqe() {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     while (sqe == nullptr) {
@@ -323,12 +180,6 @@ class UringLoop final : public BasicLoop {
   }
 
   io_uring ring_{};
-  bool multishot_ = false;
-  Mapping recv_memory_;
-  io_uring_buf_ring* buf_ring_ = nullptr;
-  std::byte* recv_bufs_ = nullptr;
-  std::unordered_map<int, RecvState*> recv_states_;
-  std::vector<RecvState*> to_deliver_;
   std::vector<std::pair<Op*, int>> ready_;
   Op* live_ = nullptr;
   bool initialized_ = false;
