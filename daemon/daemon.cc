@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -29,6 +30,14 @@ std::int64_t resolve_group(const std::string& name) {
     return -1;
   }
   return gr.gr_gid;
+}
+
+// CLOCK_MONOTONIC in microseconds, for RELOADING=1's MONOTONIC_USEC.
+std::uint64_t monotonic_usec() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000u +
+         static_cast<std::uint64_t>(ts.tv_nsec) / 1000u;
 }
 
 ipc::AccessPolicy make_policy(const DaemonConfig& c) {
@@ -190,7 +199,7 @@ void Daemon::on_signal(int signo) {
 
 void Daemon::reload() {
   sd::notify(fmt::format("RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=Reloading configuration",
-                         sd::monotonic_usec()));
+                         monotonic_usec()));
   spdlog::info("SIGHUP: reloading configuration");
   auto fresh = load_daemon_config(sources_);
   if (!fresh) {

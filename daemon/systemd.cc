@@ -2,7 +2,6 @@
 #include "daemon/systemd.h"
 
 #include <systemd/sd-daemon.h>
-#include <time.h>
 
 #include <string>
 
@@ -28,11 +27,5 @@ Result<std::vector<int>> listen_fds() {
   return fds;
 }
 
-std::uint64_t monotonic_usec() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000u +
-         static_cast<std::uint64_t>(ts.tv_nsec) / 1000u;
-}
 
 }  // namespace symphony::daemon::sd

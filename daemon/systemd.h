@@ -19,7 +19,5 @@ void notify(std::string_view state);
 std::optional<std::chrono::microseconds> watchdog_interval();
 // Sockets passed by socket activation (LISTEN_FDS), CLOEXEC set.
 Result<std::vector<int>> listen_fds();
-// CLOCK_MONOTONIC in microseconds, for RELOADING=1's MONOTONIC_USEC.
-std::uint64_t monotonic_usec();
 
 }  // namespace symphony::daemon::sd
