@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Symphony's benchmarks, built optimized, each compared with its baseline in
 # the same run (TARGETS.md). Figures are machine-specific: quote the ratios.
+# The IPC benchmarks run twice: unpinned (client and daemon wherever the
+# scheduler puts them: on an idle 2-core VM, usually different cores, where
+# wake-up latency dominates) and with every process pinned to CPU 0 (the
+# CPU-bound regime, where Symphony's own overhead shows most).
 #   scripts/bench.sh [extra Google Benchmark flags]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
 [ -f build-bench/build.ninja ] || meson setup build-bench --buildtype=release -Db_ndebug=true
 ninja -C build-bench daemon/symphonyd tests/bench/rpc_bench
-SYMPHONYD=build-bench/daemon/symphonyd build-bench/tests/bench/rpc_bench \
-  --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true \
-  --benchmark_min_time=0.5 --benchmark_report_aggregates_only=true "$@" \
-  | tee build-bench/rpc_bench.txt
+flags=(--benchmark_repetitions=5 --benchmark_enable_random_interleaving=true
+       --benchmark_min_time=0.5 --benchmark_report_aggregates_only=true "$@")
+export SYMPHONYD=build-bench/daemon/symphonyd
+echo "==> unpinned"
+build-bench/tests/bench/rpc_bench "${flags[@]}" | tee build-bench/rpc_bench-unpinned.txt
+echo "==> pinned to CPU 0 (client, daemon and echo child share one core)"
+taskset -c 0 build-bench/tests/bench/rpc_bench "${flags[@]}" | tee build-bench/rpc_bench-cpu0.txt
