@@ -141,9 +141,15 @@ int cmd_version(const Globals& g) {
   std::string address = g.socket;
   if (address.empty()) {
     auto s = default_socket(g.user ? Mode::user : Mode::system);
-    if (s) address = *s;
+    if (s) {
+      address = *s;
+    } else {
+      daemon_error = s.error().message();
+    }
   }
-  if (auto client = ipc::Client::connect(address)) {
+  if (!daemon_error.empty()) {
+    // No socket to try: the error says why.
+  } else if (auto client = ipc::Client::connect(address)) {
     if (auto hello = client->hello("symphonyctl")) {
       json h = cli::to_json(hello->get());
       j["daemon"] = {{"version", h.value("version", "")}, {"protocol", h.value("protocol", 0)}};
@@ -159,7 +165,8 @@ int cmd_version(const Globals& g) {
     std::cout << "symphonyctl " << SYMPHONY_VERSION << " (protocol " << SYMPHONY_PROTOCOL_VERSION
               << ")\n";
     if (j["daemon"].is_null()) {
-      std::cout << "symphonyd   not reachable at " << address << ": " << daemon_error << "\n";
+      std::cout << "symphonyd   not reachable" << (address.empty() ? "" : " at " + address) << ": "
+                << daemon_error << "\n";
     } else {
       std::cout << "symphonyd   " << j["daemon"]["version"].get<std::string>() << " (protocol "
                 << j["daemon"]["protocol"] << ")\n";

@@ -143,16 +143,18 @@ class UnixClientStream final : public ClientStream {
 // milliseconds: an io_uring accept in flight holds the socket until the
 // kernel tears the ring down asynchronously, and then resets the
 // connections queued on it. So a connect that succeeds is watched for a
-// second: a hang-up means the listener was dead; silence means it lives.
+// second: silence, or any bytes (a live daemon refusing us says why), mean
+// a live listener; a hang-up with nothing said means a dead one.
 bool someone_listens(const sockaddr_un& addr) {
   UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!probe) return false;
   if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
     return false;
   }
-  pollfd p{probe.get(), POLLRDHUP, 0};
-  int r = ::poll(&p, 1, 1000);
-  return r == 0;
+  pollfd p{probe.get(), POLLIN | POLLRDHUP, 0};
+  if (::poll(&p, 1, 1000) == 0) return true;
+  char byte;
+  return ::recv(probe.get(), &byte, 1, MSG_DONTWAIT) > 0;
 }
 
 }  // namespace

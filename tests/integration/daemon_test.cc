@@ -373,6 +373,21 @@ TEST_P(DaemonTest, SecondDaemonOnTheSameSocketIsRefused) {
   EXPECT_TRUE(first.client().call("daemon.ping"));
 }
 
+TEST_P(DaemonTest, ABusyDaemonThatRefusesTheProbeIsStillSeenAsLive) {
+  // The first daemon is full: it answers the second one's probe with a
+  // refusal and ends its side; that must not read as a dead listener.
+  DaemonProcess first(options({"--set", "ipc.max_connections=1"}));
+  auto holder = first.client("holder");
+  auto o = options({"--socket", first.socket()});
+  o.wait_until_serving = false;
+  DaemonProcess second(o);
+  EXPECT_EQ(second.wait_exit(std::chrono::seconds(10)), 1);
+  EXPECT_NE(second.log().find("another daemon is already listening"), std::string::npos)
+      << second.log();
+  EXPECT_TRUE(std::filesystem::exists(first.socket()));
+  EXPECT_TRUE(holder.call("daemon.ping"));
+}
+
 TEST_P(DaemonTest, StaleSocketFromACrashIsReplaced) {
   std::string socket;
   {
