@@ -27,20 +27,16 @@
 #include "ipc/uring_probe.h"
 #endif
 
+#include "tests/support/loop_backends.h"
+
 namespace symphony::ipc {
 namespace {
 
 using namespace std::chrono_literals;
 
-struct Backend {
-  const char* name;
-  Result<std::unique_ptr<EventLoop>> (*make)();
-};
+using Backend = symphony::testing::LoopBackend;
 
-const Backend kBackends[] = {
-    {"epoll", &make_epoll_loop},
-    {"io_uring", &make_uring_loop},
-};
+constexpr const auto& kBackends = symphony::testing::kLoopBackends;
 
 std::span<const std::byte> as_bytes(std::string_view s) {
   return {reinterpret_cast<const std::byte*>(s.data()), s.size()};

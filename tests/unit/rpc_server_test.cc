@@ -29,6 +29,8 @@
 
 #include "ipc/rpc_client.h"
 
+#include "tests/support/loop_backends.h"
+
 namespace symphony::ipc {
 namespace {
 
@@ -36,15 +38,9 @@ using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-struct Backend {
-  const char* name;
-  Result<std::unique_ptr<EventLoop>> (*make)();
-};
+using Backend = symphony::testing::LoopBackend;
 
-const Backend kBackends[] = {
-    {"epoll", &make_epoll_loop},
-    {"io_uring", &make_uring_loop},
-};
+constexpr const auto& kBackends = symphony::testing::kLoopBackends;
 
 // The daemon's answer to a failed call ("code: message"), the local error
 // when the call failed here, or a marker when it unexpectedly succeeded.

@@ -12,15 +12,14 @@
 
 #include "ipc/event_loop.h"
 
+#include "tests/support/loop_backends.h"
+
 namespace symphony::ipc {
 namespace {
 
 using namespace std::chrono_literals;
 
-struct Backend {
-  const char* name;
-  Result<std::unique_ptr<EventLoop>> (*make)();
-};
+using Backend = symphony::testing::LoopBackend;
 
 class StreamRecvTest : public ::testing::TestWithParam<Backend> {
  protected:
@@ -169,8 +168,7 @@ TEST_P(StreamRecvTest, AReusedFdNumberStartsClean) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StreamRecvTest,
-                         ::testing::Values(Backend{"epoll", &make_epoll_loop},
-                                           Backend{"io_uring", &make_uring_loop}),
+                         ::testing::ValuesIn(symphony::testing::kLoopBackends),
                          [](const auto& info) { return std::string(info.param.name) == "io_uring" ? "io_uring" : "epoll"; });
 
 }  // namespace
