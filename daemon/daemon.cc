@@ -3,7 +3,6 @@
 // loop, so every state change happens on the loop thread.
 #include "daemon/daemon.h"
 
-#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -15,22 +14,12 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "base/accounts.h"
 #include "daemon/systemd.h"
 #include "symphony_build_config.h"
 
 namespace symphony::daemon {
 namespace {
-
-std::int64_t resolve_group(const std::string& name) {
-  if (name.empty()) return -1;
-  std::vector<char> buf(16384);
-  group gr{};
-  group* out = nullptr;
-  if (::getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &out) != 0 || out == nullptr) {
-    return -1;
-  }
-  return gr.gr_gid;
-}
 
 // CLOCK_MONOTONIC in microseconds, for RELOADING=1's MONOTONIC_USEC.
 std::uint64_t monotonic_usec() {
@@ -108,8 +97,9 @@ Result<void> Daemon::open_listener() {
   }
   ipc::ListenOptions options;
   options.mode = config_.socket_mode;
-  std::int64_t gid = resolve_group(config_.socket_group);
-  if (gid >= 0 && (::geteuid() == 0 || static_cast<gid_t>(gid) == ::getegid())) options.group = gid;
+  std::optional<std::uint32_t> gid;
+  if (!config_.socket_group.empty()) gid = lookup_group(config_.socket_group);
+  if (gid && (::geteuid() == 0 || static_cast<gid_t>(*gid) == ::getegid())) options.group = *gid;
   auto listener = ipc::listen(*loop_, config_.socket, options);
   if (!listener) return std::move(listener).error();
   server_->add_listener(std::move(*listener));

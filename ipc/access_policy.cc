@@ -1,12 +1,11 @@
-// Name resolution (getpwnam_r/getgrnam_r) and the allow-list check.
+// Building the allow-list from names or ids, and the check itself.
 #include "ipc/access_policy.h"
-
-#include <grp.h>
-#include <pwd.h>
 
 #include <algorithm>
 #include <charconv>
 #include <optional>
+
+#include "base/accounts.h"
 
 namespace symphony::ipc {
 namespace {
@@ -16,22 +15,6 @@ std::optional<std::uint32_t> numeric(const std::string& s) {
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
   return v;
-}
-
-std::optional<std::uint32_t> lookup_user(const std::string& name) {
-  std::vector<char> buf(16384);
-  passwd pw{};
-  passwd* out = nullptr;
-  if (::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &out) == 0 && out) return pw.pw_uid;
-  return std::nullopt;
-}
-
-std::optional<std::uint32_t> lookup_group(const std::string& name) {
-  std::vector<char> buf(16384);
-  group gr{};
-  group* out = nullptr;
-  if (::getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &out) == 0 && out) return gr.gr_gid;
-  return std::nullopt;
 }
 
 bool contains(const std::vector<std::uint32_t>& v, std::uint32_t x) {

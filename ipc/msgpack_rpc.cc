@@ -142,6 +142,15 @@ void StreamDecoder::commit(std::size_t n) { unpacker_.buffer_consumed(n); }
 
 std::size_t StreamDecoder::buffered() const { return unpacker_.message_size(); }
 
+// A string, binary or extension header announced more bytes than a whole
+// message may have: msgpack-c rejects it as soon as it sees the header.
+Decoded StreamDecoder::too_large(const char* what) {
+  failed_ = true;
+  return fatal(ErrorCode::message_too_large,
+               fmt::format("{} longer than the message size limit of {} bytes", what,
+                           limits_.max_message_size));
+}
+
 Decoded StreamDecoder::next() {
   if (failed_) return fatal(ErrorCode::internal_error, "decoder used after a fatal error");
   msgpack::object_handle handle;
@@ -154,20 +163,11 @@ Decoded StreamDecoder::next() {
     return fatal(ErrorCode::limit_exceeded,
                  fmt::format("nesting deeper than {} levels", limits_.max_depth));
   } catch (const msgpack::str_size_overflow&) {
-    failed_ = true;
-    return fatal(ErrorCode::message_too_large,
-                 fmt::format("a string longer than the message size limit of {} bytes",
-                             limits_.max_message_size));
+    return too_large("a string");
   } catch (const msgpack::bin_size_overflow&) {
-    failed_ = true;
-    return fatal(ErrorCode::message_too_large,
-                 fmt::format("a binary longer than the message size limit of {} bytes",
-                             limits_.max_message_size));
+    return too_large("a binary");
   } catch (const msgpack::ext_size_overflow&) {
-    failed_ = true;
-    return fatal(ErrorCode::message_too_large,
-                 fmt::format("an extension longer than the message size limit of {} bytes",
-                             limits_.max_message_size));
+    return too_large("an extension");
   } catch (const msgpack::size_overflow& e) {
     failed_ = true;
     return fatal(ErrorCode::limit_exceeded,

@@ -100,6 +100,8 @@ class StreamDecoder {
   std::size_t buffered() const;
 
  private:
+  Decoded too_large(const char* what);
+
   DecodeLimits limits_;
   msgpack::unpacker unpacker_;
   bool failed_ = false;
