@@ -5,12 +5,14 @@
 # scheduler puts them: on an idle 2-core VM, usually different cores, where
 # wake-up latency dominates) and with every process pinned to CPU 0 (the
 # CPU-bound regime, where Symphony's own overhead shows most).
+# The sandbox benchmark runs /bin/true through bubblewrap, a full Symphony
+# spawn and the zygote side by side (needs root, like the sandbox itself).
 #   scripts/bench.sh [extra Google Benchmark flags]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
 [ -f build-bench/build.ninja ] || meson setup build-bench --buildtype=release -Db_ndebug=true
-ninja -C build-bench daemon/symphonyd tests/bench/rpc_bench
+ninja -C build-bench daemon/symphonyd tests/bench/rpc_bench tests/bench/sandbox_bench
 flags=(--benchmark_repetitions=5 --benchmark_enable_random_interleaving=true
        --benchmark_min_time=0.5 --benchmark_report_aggregates_only=true "$@")
 export SYMPHONYD=build-bench/daemon/symphonyd
@@ -18,3 +20,6 @@ echo "==> unpinned"
 build-bench/tests/bench/rpc_bench "${flags[@]}" | tee build-bench/rpc_bench-unpinned.txt
 echo "==> pinned to CPU 0 (client, daemon and echo child share one core)"
 taskset -c 0 build-bench/tests/bench/rpc_bench "${flags[@]}" | tee build-bench/rpc_bench-cpu0.txt
+echo "==> sandbox start-up against bubblewrap"
+build-bench/tests/bench/sandbox_bench --benchmark_repetitions=5 --benchmark_min_time=0.5 \
+  --benchmark_report_aggregates_only=true "$@" | tee build-bench/sandbox_bench.txt

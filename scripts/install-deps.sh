@@ -11,12 +11,15 @@ build_pkgs=(
   meson ninja-build pkgconf g++ cmake
   libspdlog-dev libfmt-dev libtomlplusplus-dev libcli11-dev libmsgpack-cxx-dev
   liburing-dev libsystemd-dev nlohmann-json3-dev
+  libseccomp-dev
 )
 test_pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-msgpack python3-pynvim
   clang libclang-rt-14-dev
   systemd dbus
+  bubblewrap
+  g++-mingw-w64-x86-64-posix wine64
 )
 
 case "$profile" in

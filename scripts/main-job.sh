@@ -41,6 +41,16 @@ $ctl --user ping -c 10
 echo "==> symphonyctl --user --json ping -c 1000"
 $ctl --user --json ping -c 1000
 
+sandbox=build/sandbox/symphony-sandbox
+echo "==> symphony-sandbox info"
+$sandbox info
+echo "==> symphony-sandbox run: a program in the sandbox an extension gets"
+$sandbox run --memory 256M --pids 64 --cpu 1 --timeout 10 --json-status -- \
+  /bin/sh -c 'echo "uid $(id -u), host name $(hostname), root: $(ls / | tr "\n" " ")"; test ! -e /etc/shadow'
+echo "==> symphony-sandbox run: a memory hog is stopped by its limit"
+$sandbox run --memory 64M --json-status -- \
+  /bin/sh -c 'x=$(head -c 400000000 /dev/zero | tr "\\0" a); echo "${#x}"' || true
+
 echo "==> stopping symphonyd (SIGTERM)"
 kill -TERM "$daemon_pid"
 status=0

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "ipc/rpc_client.h"
+#include "sandbox/cgroup.h"
 #include "tests/support/daemon_process.h"
 
 namespace symphony {
@@ -116,6 +117,13 @@ TEST_P(DaemonTest, StatusReportsWhatIsRunning) {
   EXPECT_GE(get_int(s, "uptime_ms"), 0);
   EXPECT_GE(get_int(s, "connections"), 1);
   EXPECT_EQ(get_int(s, "socket_activated"), 0);
+  // The cgroup layout the daemon detected, as the sandbox reads it from
+  // this process's own view (hybrid on the development machines).
+  auto host = sandbox::detect_cgroup_host();
+  ASSERT_TRUE(host) << host.error().message();
+  EXPECT_EQ(get_string(s, "cgroup_layout"), sandbox::to_string(host->layout));
+  EXPECT_NE(get_string(s, "sandbox").find("linux: user, pid, mount"), std::string::npos)
+      << get_string(s, "sandbox");
   // The socket is group-accessible, not world-accessible.
   EXPECT_EQ(std::filesystem::status(d.socket()).permissions() & std::filesystem::perms::all,
             std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
