@@ -120,6 +120,10 @@ int cmd_status(const Globals& g) {
   std::cout << "  connections:  " << get("connections") << "\n";
   std::cout << "  requests:     " << get("requests") << " (" << get("protocol_errors")
             << " protocol errors, " << get("refused") << " refused)\n";
+  if (j.contains("cgroup_layout")) {
+    std::cout << "  cgroups:      " << get("cgroup_layout").get<std::string>() << "\n";
+    std::cout << "  sandbox:      " << get("sandbox").get<std::string>() << "\n";
+  }
   auto files = get("config_files");
   std::string main_file = get("config_path").get<std::string>();
   bool main_read = std::any_of(files.begin(), files.end(),

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -17,6 +18,8 @@
 #include "base/accounts.h"
 #include "daemon/systemd.h"
 #include "symphony_build_config.h"
+#include "sandbox/cgroup.h"
+#include "sandbox/linux_launcher.h"
 
 namespace symphony::daemon {
 namespace {
@@ -66,6 +69,7 @@ Result<void> Daemon::start() {
   if (!loop_fallback_reason_.empty()) {
     spdlog::warn("io_uring unavailable ({}); using epoll", loop_fallback_reason_);
   }
+  open_sandbox();
   server_ = std::make_unique<ipc::Server>(*loop_, config_.server, make_policy(config_));
   register_methods();
   if (auto r = open_listener(); !r) return r;
@@ -120,11 +124,31 @@ void Daemon::register_methods() {
   });
 }
 
+void Daemon::open_sandbox() {
+  auto host = sandbox::detect_cgroup_host();
+  cgroup_layout_ = host ? std::string(sandbox::to_string(host->layout)) : "unknown";
+  sandbox::LauncherOptions options;
+  // Under systemd with Delegate=yes on a cgroup v2 host the daemon's own
+  // group is the delegated one; it moves into a leaf so the subtree can
+  // enable controllers.
+  options.cgroups.move_self_to_leaf =
+      host && host->layout == sandbox::CgroupLayout::unified && std::getenv("INVOCATION_ID");
+  auto launcher = sandbox::make_launcher(options);
+  if (!launcher) {
+    sandbox_status_ = "unavailable: " + launcher.error().message();
+    spdlog::warn("sandbox {}", sandbox_status_);
+    return;
+  }
+  launcher_ = std::move(launcher).value();
+  sandbox_status_ = launcher_->describe();
+  spdlog::info("sandbox: {}", sandbox_status_);
+}
+
 void Daemon::pack_status(ipc::rpc::Packer& pk) const {
   using namespace std::chrono;
   auto uptime = duration_cast<milliseconds>(steady_clock::now() - started_).count();
   const auto& stats = server_->stats();
-  pk.pack_map(17);
+  pk.pack_map(19);
   auto kv = [&](std::string_view k, const auto& v) {
     pk.pack(k);
     pk.pack(v);
@@ -148,6 +172,8 @@ void Daemon::pack_status(ipc::rpc::Packer& pk) const {
   kv("refused", stats.refused);
   kv("protocol_errors", stats.protocol_errors);
   kv("slow_clients", stats.slow_clients);
+  kv("cgroup_layout", cgroup_layout_);
+  kv("sandbox", sandbox_status_);
 }
 
 std::string Daemon::status_line() const {

@@ -10,6 +10,7 @@
 #include "daemon/daemon_config.h"
 #include "ipc/event_loop.h"
 #include "ipc/rpc_server.h"
+#include "sandbox/launcher.h"
 
 namespace symphony::daemon {
 
@@ -29,6 +30,7 @@ class Daemon {
   Result<void> start();
   Result<void> open_listener();
   void register_methods();
+  void open_sandbox();
   void watch_signals();
   void on_signal(int signo);
   void reload();
@@ -46,6 +48,11 @@ class Daemon {
   bool socket_activated_ = false;
   bool stopping_ = false;
   std::chrono::steady_clock::time_point started_;
+  // The sandbox launcher extensions will run under; opened at start so the
+  // cgroup layout is known (and cgroups left by a crash are removed).
+  std::unique_ptr<sandbox::Launcher> launcher_;
+  std::string sandbox_status_;
+  std::string cgroup_layout_;
 };
 
 }  // namespace symphony::daemon
