@@ -56,6 +56,12 @@ struct CgroupLimits {
   // restrict_devices = false leaves the device controller alone.
   bool restrict_devices = true;
   std::vector<DeviceRule> devices;
+  // Create the group in every v1 hierarchy, limited or not, so that
+  // set_limits() can add any limit later (zygote shells). Otherwise a v1
+  // hierarchy is joined only for a limit it enforces: on hybrid hosts each
+  // v1 join costs the kernel an RCU grace period (milliseconds), while the
+  // v2 group is joined for free by clone3(CLONE_INTO_CGROUP).
+  bool prepare_all = false;
 };
 
 // One sandbox's cgroup (a directory in each hierarchy in use). Destroying it

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
 #include <functional>
 #include <atomic>
 #include <cmath>
@@ -53,7 +54,10 @@ class SandboxCgroup final : public Cgroup {
   }
 
   Result<void> add_process(int pid) override {
-    if (v2_) {
+    // A write to cgroup.procs takes the kernel's cgroup/fork lock for an RCU
+    // grace period even when the process is already there (born there by
+    // CLONE_INTO_CGROUP): skip it then.
+    if (v2_ && !in_v2_group(pid)) {
       if (auto r = v2_->add_process(pid); !r) return r;
     }
     if (v1_) return v1_->add_process(pid);
@@ -61,6 +65,19 @@ class SandboxCgroup final : public Cgroup {
   }
 
   int v2_dir_fd() const override { return v2_ ? v2_->dir_fd() : -1; }
+
+  bool in_v2_group(int pid) const {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("0::", 0) != 0) continue;
+      std::string relative = line.substr(3);
+      const std::string& path = v2_->path();
+      return relative.size() > 1 && path.size() >= relative.size() &&
+             path.compare(path.size() - relative.size(), relative.size(), relative) == 0;
+    }
+    return false;
+  }
 
   Result<void> kill() override {
     if (v2_) {
@@ -378,10 +395,19 @@ Result<std::unique_ptr<Cgroup>> Manager::create(std::string_view name, const Cgr
   }
   const CgroupLimits v1_limits = only(limits, Owner::v1);
   const CgroupLimits v2_limits = only(limits, Owner::v2);
-  std::vector<std::string> v1_controllers = v1_controllers_;
-  if (!limits.restrict_devices) {
-    v1_controllers.erase(std::remove(v1_controllers.begin(), v1_controllers.end(), "devices"),
-                         v1_controllers.end());
+  // With a v2 hierarchy beside them (hybrid), v1 hierarchies are joined
+  // only for the limits they enforce: membership, kill, CPU usage and the
+  // device filter live on the v2 group, which clone3 joins for free.
+  // Without one (legacy), every v1 hierarchy is needed for kill and usage.
+  const bool v1_devices_needed = limits.restrict_devices && plan_.devices == Owner::v1 &&
+                                 (!v2_ || ::geteuid() != 0);
+  std::vector<std::string> v1_controllers;
+  for (const std::string& c : v1_controllers_) {
+    bool needed = limits.prepare_all || !v2_ || (c == "cpu" && v1_limits.cpu) ||
+                  (c == "memory" && (v1_limits.memory || v1_limits.swap)) ||
+                  (c == "pids" && v1_limits.pids) || (c == "devices" && v1_devices_needed);
+    if (c == "devices" && !limits.restrict_devices) needed = false;
+    if (needed) v1_controllers.push_back(c);
   }
   DeviceFilter filter = DeviceFilter::none;
   // Loading a BPF program needs CAP_BPF (or CAP_SYS_ADMIN) in the host's
@@ -392,7 +418,11 @@ Result<std::unique_ptr<Cgroup>> Manager::create(std::string_view name, const Cgr
   if (limits.restrict_devices && plan_.devices == Owner::v2) {
     filter = ::geteuid() == 0 ? DeviceFilter::required : DeviceFilter::best_effort;
   }
-  if (limits.restrict_devices && plan_.bpf_as_well) filter = DeviceFilter::best_effort;
+  if (limits.restrict_devices && plan_.bpf_as_well) {
+    bool v1_devices_joined =
+        std::find(v1_controllers.begin(), v1_controllers.end(), "devices") != v1_controllers.end();
+    filter = v1_devices_joined ? DeviceFilter::best_effort : DeviceFilter::required;
+  }
 
   // A name can be taken only by a launcher that had our pid before us and
   // left its groups behind: move on to the next number.

@@ -621,7 +621,10 @@ class LinuxLauncher final : public Launcher {
       timings.push_back({step, now - t});
       t = now;
     };
-    if (shell->cgroup) {
+    // A shell's group starts without cpu, memory or pids limits: a spec
+    // without them needs no writes.
+    const auto& l = spec.limits;
+    if (shell->cgroup && (l.cpu || l.memory || l.swap || l.pids)) {
       if (auto r = shell->cgroup->set_limits(cgroup_limits(spec, gpu_rules)); !r) {
         return step_error("cgroup", r.error());
       }

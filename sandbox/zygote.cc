@@ -49,6 +49,9 @@ std::unique_ptr<Shell> ShellPool::take() {
       ready_.pop_front();
     }
   }
+  // An empty pool (the refill thread gave up after a failure, or is behind):
+  // try again now; this spawn goes the direct way meanwhile.
+  if (!shell) wake_.notify_one();
   return shell;
 }
 
@@ -69,7 +72,7 @@ void ShellPool::refill_loop() {
   while (!stopping_) {
     if (ready_.size() >= target_ || !last_error_.empty()) {
       wake_.wait(lock);
-      // A take() after a failure retries once.
+      // Woken after a failure (a take() found the pool empty): try again.
       if (ready_.size() < target_) last_error_.clear();
       continue;
     }
@@ -89,6 +92,7 @@ Result<std::unique_ptr<Shell>> ShellPool::make_shell() {
   auto shell = std::make_unique<Shell>();
   if (cgroups_) {
     CgroupLimits none;
+    none.prepare_all = true;  // the spawn's limits are written when it takes the shell
     none.restrict_devices = true;
     none.devices = cgroup_limits(Spec{}, {}).devices;
     auto group = cgroups_->create("zygote", none);

@@ -149,6 +149,23 @@ void BM_SandboxSpawn(benchmark::State& state) {
   spawn_loop(state, **launcher, state.range(0) != 0 ? &g_steps : nullptr);
 }
 
+// The cgroup v2 code path on this host's v2 hierarchy (forced: on a hybrid
+// host it has no cpu/memory/pids controllers, so only the no-limits spec
+// runs): the child is born in its group by clone3(CLONE_INTO_CGROUP), as on
+// a unified host, with no v1 migration.
+void BM_SandboxSpawnV2Path(benchmark::State& state) {
+  static auto launcher = [] {
+    sb::LauncherOptions options;
+    options.cgroups.force_layout = sb::CgroupLayout::unified;
+    return sb::make_launcher(options);
+  }();
+  if (!launcher) {
+    state.SkipWithError(launcher.error().message().c_str());
+    return;
+  }
+  spawn_loop(state, **launcher, nullptr);
+}
+
 void BM_ZygoteSpawn(benchmark::State& state) {
   static auto launcher = [] {
     sb::LauncherOptions options;
@@ -165,6 +182,7 @@ void BM_ZygoteSpawn(benchmark::State& state) {
 BENCHMARK(BM_ForkExecTrue)->UseRealTime();
 BENCHMARK(BM_Bwrap)->UseRealTime();
 BENCHMARK(BM_SandboxSpawn)->Arg(0)->Arg(1)->UseRealTime();
+BENCHMARK(BM_SandboxSpawnV2Path)->Arg(0)->UseRealTime();
 BENCHMARK(BM_ZygoteSpawn)->Arg(0)->Arg(1)->UseRealTime();
 
 class RatioReporter : public benchmark::ConsoleReporter {
@@ -192,6 +210,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
     };
     line("full spawn, no limits", "BM_SandboxSpawn/0/real_time", "<= 0.5x");
     line("full spawn, cpu+memory+pids limits", "BM_SandboxSpawn/1/real_time", "<= 0.5x");
+    line("full spawn, cgroup v2 path, no limits", "BM_SandboxSpawnV2Path/0/real_time", "<= 0.5x");
     line("zygote spawn, no limits", "BM_ZygoteSpawn/0/real_time", "<= 0.1x");
     line("zygote spawn, cpu+memory+pids limits", "BM_ZygoteSpawn/1/real_time", "<= 0.1x");
     if (!g_steps.empty()) {

@@ -364,12 +364,41 @@ TEST_F(CgroupManagerTest, V1WritesCpuMemoryAndPidsLimits) {
   EXPECT_TRUE(g.remove());  // idempotent
 }
 
+// On a hybrid host a group joins a v1 hierarchy only for a limit that
+// hierarchy enforces (each v1 join costs an RCU grace period); without
+// limits it lives on the v2 hierarchy alone.
+TEST_F(CgroupManagerTest, HybridJoinsOnlyTheV1HierarchiesItsLimitsNeed) {
+  if (host_.layout != CgroupLayout::hybrid) GTEST_SKIP() << "needs a hybrid host";
+  if (::geteuid() != 0) GTEST_SKIP() << "the BPF device filter needs root";
+  auto manager = open_manager();
+  ASSERT_TRUE(manager);
+  auto v1_parts = [](const Cgroup& g) {
+    std::vector<std::string> out;
+    for (const auto& p : g.paths()) {
+      if (p.rfind("v2:", 0) != 0) out.push_back(p.substr(0, p.find(':')));
+    }
+    return out;
+  };
+  CgroupLimits none;
+  auto bare = manager->create("bare", none);
+  ASSERT_TRUE(bare) << bare.error().message();
+  EXPECT_TRUE(v1_parts(**bare).empty()) << testing::PrintToString(v1_parts(**bare));
+  EXPECT_GE((*bare)->v2_dir_fd(), 0);
+
+  CgroupLimits memory;
+  memory.memory = Bytes{64ull << 20};
+  auto limited = manager->create("memory", memory);
+  ASSERT_TRUE(limited) << limited.error().message();
+  EXPECT_EQ(v1_parts(**limited), std::vector<std::string>{"memory"});
+}
+
 TEST_F(CgroupManagerTest, V1AddKillRemove) {
   if (!v1_path()) GTEST_SKIP() << "no cgroup v1 controllers (" << to_string(host_.layout) << ")";
   auto manager = open_manager();
   ASSERT_TRUE(manager);
   CgroupLimits limits;
   limits.memory = Bytes{64ull << 20};
+  limits.prepare_all = true;  // every v1 hierarchy, as a zygote shell's group
   auto group = manager->create("add", limits);
   ASSERT_TRUE(group) << group.error().message();
   Cgroup& g = **group;
@@ -609,6 +638,7 @@ TEST_F(CgroupManagerTest, CloneIntoCgroupUsesTheV2DirFd) {
   ASSERT_TRUE(manager);
   CgroupLimits limits;
   limits.restrict_devices = false;
+  limits.memory = Bytes{64ull << 20};  // so that the group has a v1 memory part
   auto group = manager->create("clone3", limits);
   ASSERT_TRUE(group) << group.error().message();
   Cgroup& g = **group;
