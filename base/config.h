@@ -5,6 +5,11 @@
 // of range are errors that name the file, line and key. The schema is also
 // the single place defaults are documented: render_defaults() prints it as a
 // commented TOML file, and docs/configuration.md is checked against it.
+//
+// A key may have wildcard segments ("pit.retention.*.active_days"): "*"
+// stands for exactly one segment the user names ("default", "report"), so a
+// component can take one table per instance of something (one retention
+// policy per artifact kind). Config::instances() says which were named.
 #pragma once
 
 #include <cstdint>
@@ -26,7 +31,9 @@ using Value = std::variant<bool, std::int64_t, std::string, StringList>;
 enum class Type { boolean, integer, string, string_list };
 
 struct KeySpec {
-  std::string key;  // dotted: "ipc.max_message_size"
+  // Dotted: "ipc.max_message_size". A segment "*" is a wildcard that matches
+  // any one instance name ([A-Za-z0-9_-]+): "pit.retention.*.active_days".
+  std::string key;
   Type type = Type::string;
   Value default_value;
   std::optional<std::int64_t> min;   // integers: inclusive bounds
@@ -36,12 +43,24 @@ struct KeySpec {
   bool octal = false;                // integers: render as 0o… (permission bits)
 };
 
+// Whether `key` has a "*" segment.
+bool is_wildcard(std::string_view key);
+// Whether `name` may stand in for a "*" segment: 1-64 of [A-Za-z0-9_-].
+bool valid_instance_name(std::string_view name);
+
 class Schema {
  public:
   Schema& add(KeySpec spec);
+  // The spec of a concrete key: the key declared exactly so, else the first
+  // wildcard key that matches it ("pit.retention.report.active_days" finds
+  // "pit.retention.*.active_days"). A wildcard key itself finds its spec.
+  // Null when nothing matches.
   const KeySpec* find(std::string_view key) const;
   const std::vector<KeySpec>& keys() const { return keys_; }
   // A commented TOML file holding every key at its default, grouped by table.
+  // A wildcard segment is rendered as "default", so "pit.retention.*.x"
+  // appears under [pit.retention.default] (parsing the file back then names
+  // the instance "default", as any config naming it would).
   std::string render_defaults() const;
 
  private:
@@ -70,8 +89,17 @@ class Config {
   std::int64_t get_int(std::string_view key) const;
   const std::string& get_string(std::string_view key) const;
   const StringList& get_list(std::string_view key) const;
+  // `key` may be a concrete instance of a wildcard key: one that no file set
+  // reads as the wildcard's default (origin "default").
   const Origin& origin(std::string_view key) const;
 
+  // The names that files and set() gave to the wildcard segment right after
+  // `prefix`, sorted: with "pit.retention.*.active_days" in the schema and
+  // [pit.retention.default] and [pit.retention.report] in a file,
+  // instances("pit.retention") is {"default", "report"}. A table header
+  // alone ("[pit.retention.scratch]", no keys) names an instance too, whose
+  // keys are all at their defaults.
+  std::vector<std::string> instances(std::string_view prefix) const;
   // Files merged so far, in order.
   const std::vector<std::filesystem::path>& files() const { return files_; }
 
@@ -81,10 +109,16 @@ class Config {
     Origin origin;
   };
   const Entry& entry(std::string_view key) const;
-  Result<void> check(const KeySpec& spec, const Value& value, const Origin& where) const;
+  Result<void> check(const KeySpec& spec, std::string_view key, const Value& value,
+                     const Origin& where) const;
+  void add_instance(const std::string& prefix, const std::string& name);
 
   const Schema* schema_;
+  // Fixed keys and wildcard keys (at their defaults) from the start; a
+  // concrete instance key once something sets it.
   std::map<std::string, Entry, std::less<>> values_;
+  // instances_["pit.retention"] = {"default", "report"}.
+  std::map<std::string, std::vector<std::string>, std::less<>> instances_;
   std::vector<std::filesystem::path> files_;
 };
 

@@ -1,7 +1,7 @@
 // symphonyctl: the administrator's command line for symphonyd. A thin client
 // of the msgpack-rpc protocol; every command has --json output that scripts
 // may rely on. Exit codes: 0 success, 1 failure, 2 usage error, 3 daemon not
-// reachable.
+// reachable, 4 not found (cli/ctl.h).
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "cli/artifact_cmd.h"
+#include "cli/ctl.h"
 #include "cli/msgpack_json.h"
 #include "base/paths.h"
 #include "ipc/rpc_client.h"
@@ -25,61 +27,10 @@ namespace {
 using namespace symphony;
 using nlohmann::json;
 
-enum Exit { kOk = 0, kFailure = 1, kUsage = 2, kUnreachable = 3 };
-
-struct Globals {
-  bool json = false;
-  bool user = false;
-  std::string socket;
-};
-
-void say_unreachable(const std::string& address, const Error& e, bool user) {
-  if (e.code() == EACCES) {
-    std::fprintf(stderr,
-                 "symphonyctl: cannot reach symphonyd at %s: %s. Ask an administrator to add "
-                 "you to group 'symphony' (or to access.allow_users), then log in again.\n",
-                 address.c_str(), e.message().c_str());
-    return;
-  }
-  std::fprintf(stderr, "symphonyctl: cannot reach symphonyd at %s: %s. Start it with %s.\n",
-               address.c_str(), e.message().c_str(),
-               user ? "'symphonyd --user' (or 'systemctl --user start symphonyd.socket')"
-                    : "'systemctl start symphonyd', or use --user to reach a per-user daemon "
-                      "started with 'symphonyd --user'");
-}
-
-// Connects and performs the handshake; on failure prints why and sets `exit`.
-std::optional<ipc::Client> open(const Globals& g, int& exit) {
-  std::string address = g.socket;
-  if (address.empty()) {
-    auto s = default_socket(g.user ? Mode::user : Mode::system);
-    if (!s) {
-      std::fprintf(stderr, "symphonyctl: %s\n", s.error().message().c_str());
-      exit = kUnreachable;
-      return std::nullopt;
-    }
-    address = *s;
-  }
-  auto client = ipc::Client::connect(address);
-  if (!client) {
-    say_unreachable(address, client.error(), g.user);
-    exit = kUnreachable;
-    return std::nullopt;
-  }
-  auto hello = client->hello("symphonyctl");
-  if (!hello) {
-    std::fprintf(stderr, "symphonyctl: symphonyd at %s: %s\n", address.c_str(),
-                 hello.error().message().c_str());
-    exit = kFailure;
-    return std::nullopt;
-  }
-  return std::move(*client);
-}
-
-int fail(const Error& e) {
-  std::fprintf(stderr, "symphonyctl: %s\n", e.message().c_str());
-  return kFailure;
-}
+using cli::Globals;
+using cli::fail;
+using cli::open;
+using namespace cli;  // exit codes
 
 std::string format_duration_ms(std::int64_t ms) {
   if (ms < 1000) return std::to_string(ms) + " ms";
@@ -135,6 +86,7 @@ int cmd_status(const Globals& g) {
     }
   }
   std::cout << "  state:        " << get("state_dir").get<std::string>() << "\n";
+  if (j.contains("pit")) std::cout << "  pit:          " << get("pit").get<std::string>() << "\n";
   return kOk;
 }
 
@@ -242,6 +194,7 @@ int main(int argc, char** argv) {
   ping->add_option("--size", size, "Payload bytes per ping")->check(CLI::Range(0, 8 * 1024 * 1024));
   // Global flags are accepted after the subcommand too (symphonyctl status --json).
   for (auto* sub : {status, version, ping}) sub->fallthrough();
+  auto run_artifact = cli::add_artifact_commands(app, g);
 
   try {
     app.parse(argc, argv);
@@ -258,5 +211,6 @@ int main(int argc, char** argv) {
   if (status->parsed()) return cmd_status(g);
   if (version->parsed()) return cmd_version(g);
   if (ping->parsed()) return cmd_ping(g, count, size);
+  if (int rc = run_artifact(); rc >= 0) return rc;
   return kUsage;
 }

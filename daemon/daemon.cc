@@ -47,6 +47,7 @@ Daemon::Daemon(ConfigSources sources, DaemonConfig config)
       started_(std::chrono::steady_clock::now()) {}
 
 Daemon::~Daemon() {
+  pit_.reset();  // uses the loop's timers and answers through the server
   server_.reset();
   loop_.reset();
 }
@@ -71,6 +72,11 @@ Result<void> Daemon::start() {
   }
   open_sandbox();
   server_ = std::make_unique<ipc::Server>(*loop_, config_.server, make_policy(config_));
+  std::filesystem::path pit_dir =
+      config_.pit.dir.empty() ? std::filesystem::path(config_.state_dir) / "pit" : std::filesystem::path(config_.pit.dir);
+  auto pit = PitHost::open(*server_, config_.pit, pit_dir, std::filesystem::path(config_.socket).parent_path());
+  if (!pit) return std::move(pit).error();
+  pit_ = std::move(*pit);
   register_methods();
   if (auto r = open_listener(); !r) return r;
   watch_signals();
@@ -122,6 +128,7 @@ void Daemon::register_methods() {
   server_->add_method("daemon.status", [this](const ipc::CallContext&, ipc::Responder& r) {
     r.reply_with([this](ipc::rpc::Packer& pk) { pack_status(pk); });
   });
+  pit_->register_methods();
 }
 
 void Daemon::open_sandbox() {
@@ -148,7 +155,7 @@ void Daemon::pack_status(ipc::rpc::Packer& pk) const {
   using namespace std::chrono;
   auto uptime = duration_cast<milliseconds>(steady_clock::now() - started_).count();
   const auto& stats = server_->stats();
-  pk.pack_map(19);
+  pk.pack_map(20);
   auto kv = [&](std::string_view k, const auto& v) {
     pk.pack(k);
     pk.pack(v);
@@ -174,6 +181,7 @@ void Daemon::pack_status(ipc::rpc::Packer& pk) const {
   kv("slow_clients", stats.slow_clients);
   kv("cgroup_layout", cgroup_layout_);
   kv("sandbox", sandbox_status_);
+  kv("pit", pit_->summary());
 }
 
 std::string Daemon::status_line() const {
@@ -233,11 +241,24 @@ void Daemon::reload() {
   std::string socket = config_.socket;
   std::string state_dir = config_.state_dir;
   ipc::LoopChoice loop = config_.loop;
+  PitConfig pit = config_.pit;
+  const auto& f = fresh->pit;
+  bool stale_changed = f.stale.archive_dir != pit.stale.archive_dir || f.stale.remote_dir != pit.stale.remote_dir ||
+                       f.stale.leftover_min_age != pit.stale.leftover_min_age ||
+                       f.stale.slice_items != pit.stale.slice_items || f.stale.slice_time != pit.stale.slice_time;
+  if (f.dir != pit.dir || f.workers != pit.workers || f.max_batch != pit.max_batch || f.gc_grace != pit.gc_grace ||
+      f.gc_interval != pit.gc_interval || f.batch_delay != pit.batch_delay ||
+      f.max_artifact_size != pit.max_artifact_size || f.conflict_policy != pit.conflict_policy ||
+      f.conflict_fallback != pit.conflict_fallback || f.stale_interval != pit.stale_interval ||
+      f.retention != pit.retention || stale_changed) {
+    spdlog::warn("pit.* changed; takes effect after a restart");
+  }
   config_ = std::move(*fresh);
   // What only a restart can change stays as it is running.
   config_.socket = socket;
   config_.state_dir = state_dir;
   config_.loop = loop;
+  config_.pit = pit;
   spdlog::info("configuration reloaded ({} file(s))", config_.files.size());
   sd::notify("READY=1\nSTATUS=" + status_line());
 }

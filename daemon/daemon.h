@@ -8,6 +8,7 @@
 
 #include "base/log.h"
 #include "daemon/daemon_config.h"
+#include "daemon/pit_host.h"
 #include "ipc/event_loop.h"
 #include "ipc/rpc_server.h"
 #include "sandbox/launcher.h"
@@ -53,6 +54,7 @@ class Daemon {
   std::unique_ptr<sandbox::Launcher> launcher_;
   std::string sandbox_status_;
   std::string cgroup_layout_;
+  std::unique_ptr<PitHost> pit_;
 };
 
 }  // namespace symphony::daemon

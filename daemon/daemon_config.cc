@@ -1,9 +1,11 @@
 // The daemon's configuration schema and its translation into typed options.
 #include "daemon/daemon_config.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "base/log.h"
+#include "pit/stale/retention_policy.h"
 #include "symphony_build_config.h"
 
 namespace symphony::daemon {
@@ -49,6 +51,31 @@ const config::Schema& daemon_schema() {
            "Users (names or uids) allowed to connect, besides root and the daemon's own user."});
     s.add({"access.allow_groups", Type::string_list, config::StringList{"symphony"}, {}, {}, {},
            "Groups (names or gids) whose members may connect."});
+    s.add({"pit.dir", Type::string, std::string(""), {}, {}, {},
+           "Where the Pit keeps artifacts, workflow journals and decisions; empty means "
+           "<daemon.state_dir>/pit."});
+    s.add({"pit.workers", Type::integer, std::int64_t{4}, 1, 64, {},
+           "Threads that run the Pit's blocking work (durable puts, reads, gc) off the event loop."});
+    s.add({"pit.max_artifact_size", Type::integer, std::int64_t{64} << 30, 1, std::int64_t{1} << 50, {},
+           "Largest artifact a put accepts, in bytes."});
+    s.add({"pit.group_commit_max_batch", Type::integer, std::int64_t{256}, 1, 4096, {},
+           "Most puts one group commit makes durable together (1 = a flush per put)."});
+    s.add({"pit.group_commit_delay_us", Type::integer, std::int64_t{200}, 0, 100'000, {},
+           "How long a group commit waits for more puts to join it, in microseconds."});
+    s.add({"pit.gc_grace_s", Type::integer, std::int64_t{3600}, 0, 30 * 86'400, {},
+           "gc never removes a blob younger than this many seconds."});
+    s.add({"pit.gc_interval_s", Type::integer, std::int64_t{3600}, 0, 30 * 86'400, {},
+           "How often the daemon runs gc on its own, in seconds; 0 turns it off."});
+    s.add({"pit.conflict_policy", Type::string, std::string("keep_both"), {}, {},
+           {"highest_quality", "latest", "keep_both", "merge3"},
+           "How a put whose base version is no longer the latest is resolved."});
+    s.add({"pit.conflict_merge_fallback", Type::string, std::string("keep_both"), {}, {},
+           {"highest_quality", "latest", "keep_both"},
+           "What merge3 falls back to when a three-way merge conflicts or the data is not text."});
+    s.add({"pit.stale.interval_s", Type::integer, std::int64_t{600}, 0, 30 * 86'400, {},
+           "How often the stale manager looks for versions due to move to their next tier, in "
+           "seconds; 0 turns it off (symphonyctl pit stale still runs it)."});
+    pit::stale::add_stale_keys(s);
     return s;
   }();
   return schema;
@@ -107,6 +134,21 @@ Result<DaemonConfig> load_daemon_config(const ConfigSources& sources) {
   out.server.protocol_version = SYMPHONY_PROTOCOL_VERSION;
   out.allow_users = cfg.get_list("access.allow_users");
   out.allow_groups = cfg.get_list("access.allow_groups");
+  out.pit.dir = cfg.get_string("pit.dir");
+  out.pit.workers = static_cast<unsigned>(cfg.get_int("pit.workers"));
+  out.pit.max_artifact_size = static_cast<std::uint64_t>(cfg.get_int("pit.max_artifact_size"));
+  out.pit.max_batch = static_cast<std::size_t>(cfg.get_int("pit.group_commit_max_batch"));
+  out.pit.batch_delay = std::chrono::microseconds(cfg.get_int("pit.group_commit_delay_us"));
+  out.pit.gc_grace = std::chrono::seconds(cfg.get_int("pit.gc_grace_s"));
+  out.pit.gc_interval = std::chrono::seconds(cfg.get_int("pit.gc_interval_s"));
+  out.pit.stale_interval = std::chrono::seconds(cfg.get_int("pit.stale.interval_s"));
+  auto policies = pit::stale::retention_policies(cfg);
+  if (!policies) return std::move(policies).error();
+  out.pit.retention = std::move(*policies);
+  out.pit.stale = pit::stale::stale_settings(cfg);
+  out.pit.conflict_policy = cfg.get_string("pit.conflict_policy");
+  out.pit.conflict_fallback = cfg.get_string("pit.conflict_merge_fallback");
+  out.pit.max_chunk = std::min<std::size_t>(out.pit.max_chunk, out.server.limits.max_message_size / 2);
   if (auto lvl = log::parse_level(out.log_level); !lvl) return std::move(lvl).error();
   return out;
 }

@@ -3,6 +3,8 @@
 // main file, its drop-ins, the environment and the command line.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <utility>
@@ -12,6 +14,7 @@
 #include "base/paths.h"
 #include "ipc/event_loop.h"
 #include "ipc/rpc_server.h"
+#include "pit/stale/retention_policy.h"
 
 namespace symphony::daemon {
 
@@ -26,6 +29,25 @@ struct ConfigSources {
   std::vector<std::pair<std::string, std::string>> overrides;
 };
 
+// The Pit's settings (pit.* keys).
+struct PitConfig {
+  std::string dir;  // empty: <state_dir>/pit
+  unsigned workers = 4;
+  std::uint64_t max_artifact_size = 64ull << 30;
+  std::size_t max_batch = 256;
+  std::chrono::microseconds batch_delay{200};
+  std::chrono::seconds gc_grace{3600};
+  std::chrono::seconds gc_interval{3600};
+  std::chrono::seconds stale_interval{600};
+  std::vector<pit::stale::RetentionPolicy> retention;
+  pit::stale::StaleSettings stale;
+  std::string conflict_policy = "keep_both";
+  std::string conflict_fallback = "keep_both";
+  // Bytes per artifact.upload_chunk / artifact.read: 4 MiB, or less so a
+  // chunk always fits ipc.max_message_size.
+  std::size_t max_chunk = 4 * 1024 * 1024;
+};
+
 struct DaemonConfig {
   std::string log_level;
   std::string socket;
@@ -38,6 +60,7 @@ struct DaemonConfig {
   std::vector<std::string> allow_users;
   std::vector<std::string> allow_groups;
   std::int64_t drain_timeout_ms = 5000;
+  PitConfig pit;
   std::vector<std::filesystem::path> files;  // config files read, in order
   std::filesystem::path main_file;
 };

@@ -12,11 +12,11 @@
 namespace symphony::ipc::rpc {
 namespace {
 
-constexpr std::array<std::string_view, 13> kCodeNames = {
+constexpr std::array<std::string_view, 14> kCodeNames = {
     "parse_error",      "message_too_large", "limit_exceeded",       "invalid_message",
     "unknown_method",   "invalid_params",    "handshake_required",   "protocol_mismatch",
     "access_denied",    "too_many_connections", "shutting_down",     "internal_error",
-    "failed",
+    "failed",           "not_found",
 };
 
 Decoded invalid(std::string problem, std::optional<std::uint32_t> id = std::nullopt) {
@@ -127,20 +127,20 @@ StreamDecoder::StreamDecoder(const DecodeLimits& limits)
     : limits_(limits),
       // Strings and binaries point into the unpacker's buffer (no copy); the
       // buffer is reference-counted by each message's zone.
-      unpacker_([](msgpack::type::object_type, std::size_t, void*) { return true; }, nullptr,
-                64 * 1024,
-                msgpack::unpack_limit(limits.max_container_elements, limits.max_container_elements,
-                                      limits.max_message_size, limits.max_message_size,
-                                      limits.max_message_size, limits.max_depth)) {}
+      unpacker_(std::make_unique<msgpack::unpacker>(
+          [](msgpack::type::object_type, std::size_t, void*) { return true; }, nullptr, 64 * 1024,
+          msgpack::unpack_limit(limits.max_container_elements, limits.max_container_elements,
+                                limits.max_message_size, limits.max_message_size, limits.max_message_size,
+                                limits.max_depth))) {}
 
 std::span<std::byte> StreamDecoder::prepare(std::size_t at_least) {
-  unpacker_.reserve_buffer(at_least);
-  return {reinterpret_cast<std::byte*>(unpacker_.buffer()), unpacker_.buffer_capacity()};
+  unpacker_->reserve_buffer(at_least);
+  return {reinterpret_cast<std::byte*>(unpacker_->buffer()), unpacker_->buffer_capacity()};
 }
 
-void StreamDecoder::commit(std::size_t n) { unpacker_.buffer_consumed(n); }
+void StreamDecoder::commit(std::size_t n) { unpacker_->buffer_consumed(n); }
 
-std::size_t StreamDecoder::buffered() const { return unpacker_.message_size(); }
+std::size_t StreamDecoder::buffered() const { return unpacker_->message_size(); }
 
 // A string, binary or extension header announced more bytes than a whole
 // message may have: msgpack-c rejects it as soon as it sees the header.
@@ -154,10 +154,10 @@ Decoded StreamDecoder::too_large(const char* what) {
 Decoded StreamDecoder::next() {
   if (failed_) return fatal(ErrorCode::internal_error, "decoder used after a fatal error");
   msgpack::object_handle handle;
-  std::size_t before = unpacker_.parsed_size() + unpacker_.nonparsed_size();
+  std::size_t before = unpacker_->parsed_size() + unpacker_->nonparsed_size();
   bool complete = false;
   try {
-    complete = unpacker_.next(handle);
+    complete = unpacker_->next(handle);
   } catch (const msgpack::depth_size_overflow&) {
     failed_ = true;
     return fatal(ErrorCode::limit_exceeded,
@@ -178,14 +178,14 @@ Decoded StreamDecoder::next() {
     return fatal(ErrorCode::parse_error, fmt::format("malformed msgpack: {}", e.what()));
   }
   if (!complete) {
-    if (unpacker_.message_size() > limits_.max_message_size) {
+    if (unpacker_->message_size() > limits_.max_message_size) {
       failed_ = true;
       return fatal(ErrorCode::message_too_large,
                    fmt::format("message exceeds the limit of {} bytes", limits_.max_message_size));
     }
     return Decoded{};
   }
-  std::size_t size = before - unpacker_.nonparsed_size();
+  std::size_t size = before - unpacker_->nonparsed_size();
   if (size > limits_.max_message_size) {
     failed_ = true;
     return fatal(ErrorCode::message_too_large,

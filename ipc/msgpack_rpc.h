@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -43,6 +44,7 @@ enum class ErrorCode {
   shutting_down,
   internal_error,
   failed,                // the method ran and failed; the message says why
+  not_found,             // the method names something that does not exist (an artifact, a version)
 };
 std::string_view to_string(ErrorCode code);
 std::optional<ErrorCode> error_code_from_string(std::string_view name);
@@ -103,7 +105,10 @@ class StreamDecoder {
   Decoded too_large(const char* what);
 
   DecodeLimits limits_;
-  msgpack::unpacker unpacker_;
+  // On the heap: msgpack's parser keeps a reference to the unpacker's own
+  // finalizer, which a move of the unpacker would leave dangling; a decoder
+  // (and the Client holding it) must stay movable.
+  std::unique_ptr<msgpack::unpacker> unpacker_;
   bool failed_ = false;
 };
 

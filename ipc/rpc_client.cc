@@ -48,6 +48,12 @@ Result<rpc::Message> Client::receive() {
 }
 
 Result<msgpack::object_handle> Client::wait_for(std::uint32_t id) {
+  if (auto it = early_.find(id); it != early_.end()) {
+    rpc::Message m = std::move(it->second);
+    early_.erase(it);
+    if (m.error.type != msgpack::type::NIL) return remote_error(m.error);
+    return msgpack::object_handle(m.result, std::move(m.handle.zone()));
+  }
   for (;;) {
     auto m = receive();
     if (!m) return std::move(m).error();
@@ -65,7 +71,12 @@ Result<msgpack::object_handle> Client::wait_for(std::uint32_t id) {
       }
       continue;  // events are not what we wait for
     }
-    if (m->type != rpc::MessageType::response || m->id != id) continue;
+    if (m->type != rpc::MessageType::response) continue;
+    if (m->id != id) {
+      // The answer to another request still queued: keep it for its wait_for.
+      if (m->id < next_id_) early_.emplace(m->id, std::move(*m));
+      continue;
+    }
     if (m->error.type != msgpack::type::NIL) return remote_error(m->error);
     return msgpack::object_handle(m->result, std::move(m->handle.zone()));
   }

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "ipc/msgpack_rpc.h"
 #include "ipc/transport.h"
@@ -42,7 +43,9 @@ class Client {
   Result<void> flush();
   // The next message from the daemon (response or notification).
   Result<rpc::Message> receive();
-  // Reads until the response to `id` arrives; returns its result.
+  // Reads until the response to `id` arrives; returns its result. The
+  // daemon may answer pipelined requests in any order: responses to other
+  // queued requests that arrive first are kept for their own wait_for().
   Result<msgpack::object_handle> wait_for(std::uint32_t id);
 
   // Raw access for tests that must send malformed bytes.
@@ -53,6 +56,7 @@ class Client {
   rpc::StreamDecoder decoder_;
   rpc::WriteBuffer out_;
   std::uint32_t next_id_ = 1;
+  std::unordered_map<std::uint32_t, rpc::Message> early_;
 };
 
 // The error a daemon answered, as an Error (EREMOTEIO, "code: message").

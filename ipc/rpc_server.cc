@@ -420,8 +420,13 @@ void Server::dispatch(Connection& conn, rpc::Message& message) {
   it->second(call, responder);
 }
 
+void Server::on_disconnect(std::function<void(std::uint64_t)> handler) {
+  disconnect_handlers_.push_back(std::move(handler));
+}
+
 void Server::forget(std::uint64_t id) {
   connections_.erase(id);
+  for (const auto& h : disconnect_handlers_) h(id);
   if (draining_) maybe_finish_drain();
 }
 

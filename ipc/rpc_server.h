@@ -91,6 +91,9 @@ class Server {
 
   // Registers a method; replaces one of the same name.
   void add_method(std::string name, Method method);
+  // Called (on the loop thread) after a connection is gone, with its id, so
+  // services can drop per-connection state. Handlers run in the order added.
+  void on_disconnect(std::function<void(std::uint64_t connection_id)> handler);
   // Starts accepting on `listener`; the server owns it from now on.
   void add_listener(std::unique_ptr<Listener> listener);
   // Replaces the policy and limits for connections accepted from now on
@@ -119,6 +122,7 @@ class Server {
   ServerOptions options_;
   AccessPolicy policy_;
   std::unordered_map<std::string, Method> methods_;
+  std::vector<std::function<void(std::uint64_t)>> disconnect_handlers_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unordered_map<std::uint64_t, std::shared_ptr<Connection>> connections_;
   std::uint64_t next_connection_id_ = 1;

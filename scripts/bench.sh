@@ -7,24 +7,36 @@
 # CPU-bound regime, where Symphony's own overhead shows most).
 # The sandbox benchmark runs /bin/true through bubblewrap, a full Symphony
 # spawn and the zygote side by side (needs root, like the sandbox itself).
-#   scripts/bench.sh [rpc|sandbox] [extra Google Benchmark flags]
+# The Pit's benchmarks (artifact store, DAG tracker, pool, arbiter) each
+# run their hot path against a baseline in the same process.
+#   scripts/bench.sh [rpc|sandbox|pit] [extra Google Benchmark flags]
 set -euo pipefail
 which=all
-case "${1:-}" in rpc|sandbox) which=$1; shift ;; esac
+case "${1:-}" in rpc|sandbox|pit) which=$1; shift ;; esac
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
 [ -f build-bench/build.ninja ] || meson setup build-bench --buildtype=release -Db_ndebug=true
-ninja -C build-bench daemon/symphonyd tests/bench/rpc_bench tests/bench/sandbox_bench
+ninja -C build-bench daemon/symphonyd tests/bench/rpc_bench tests/bench/sandbox_bench \
+  tests/pit/artifacts/pit_artifacts_bench tests/pit/dag/pit_dag_bench tests/pit/pool/pit_pool_bench \
+  tests/pit/arbiter/pit_arbiter_bench
 flags=(--benchmark_repetitions=5 --benchmark_enable_random_interleaving=true
        --benchmark_min_time=0.5 --benchmark_report_aggregates_only=true "$@")
 export SYMPHONYD=build-bench/daemon/symphonyd
-if [ "$which" != sandbox ]; then
+if [ "$which" = all ] || [ "$which" = rpc ]; then
 echo "==> unpinned"
 build-bench/tests/bench/rpc_bench "${flags[@]}" | tee build-bench/rpc_bench-unpinned.txt
 echo "==> pinned to CPU 0 (client, daemon and echo child share one core)"
 taskset -c 0 build-bench/tests/bench/rpc_bench "${flags[@]}" | tee build-bench/rpc_bench-cpu0.txt
 fi
-[ "$which" = rpc ] && exit 0
+if [ "$which" = all ] || [ "$which" = sandbox ]; then
 echo "==> sandbox start-up against bubblewrap"
 build-bench/tests/bench/sandbox_bench --benchmark_repetitions=5 --benchmark_min_time=0.5 \
   --benchmark_report_aggregates_only=true "$@" | tee build-bench/sandbox_bench.txt
+fi
+if [ "$which" = all ] || [ "$which" = pit ]; then
+for b in artifacts dag pool arbiter; do
+  echo "==> pit $b"
+  build-bench/tests/pit/$b/pit_${b}_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
+    "$@" | tee build-bench/pit_${b}_bench.txt
+done
+fi

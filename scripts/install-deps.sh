@@ -12,6 +12,7 @@ build_pkgs=(
   libspdlog-dev libfmt-dev libtomlplusplus-dev libcli11-dev libmsgpack-cxx-dev
   liburing-dev libsystemd-dev nlohmann-json3-dev
   libseccomp-dev
+  libssl-dev libsqlite3-dev libzstd-dev libgit2-dev
 )
 test_pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev

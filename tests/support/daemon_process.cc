@@ -39,7 +39,8 @@ void remove_tree(const std::string& path) {
 }
 
 DaemonProcess::DaemonProcess(DaemonOptions options) {
-  dir_ = make_temp_dir("symphony-it");
+  own_dir_ = options.dir.empty();
+  dir_ = own_dir_ ? make_temp_dir("symphony-it") : options.dir;
   std::filesystem::create_directories(dir_ + "/run");
   ::chmod((dir_ + "/run").c_str(), 0700);
   socket_ = dir_ + "/run/symphony/symphonyd.sock";
@@ -60,7 +61,7 @@ DaemonProcess::DaemonProcess(DaemonOptions options) {
 
   pid_t pid = ::fork();
   if (pid == 0) {
-    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (options.dir.empty() ? O_TRUNC : O_APPEND), 0600);
     ::dup2(fd, STDERR_FILENO);
     ::dup2(fd, STDOUT_FILENO);
     // Tests block nothing, but gtest might; the daemon expects defaults.
@@ -97,7 +98,7 @@ DaemonProcess::~DaemonProcess() {
   if (::testing::Test::HasFailure()) {
     std::cerr << "---- symphonyd log (" << dir_ << ") ----\n" << log() << "----\n";
   }
-  remove_tree(dir_);
+  if (own_dir_) remove_tree(dir_);
 }
 
 bool DaemonProcess::wait_until_serving(std::chrono::milliseconds timeout) const {

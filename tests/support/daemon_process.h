@@ -22,6 +22,9 @@ struct DaemonOptions {
   // Runs in the child between fork and exec (e.g. to place an fd at 3).
   std::function<void()> in_child;
   bool wait_until_serving = true;
+  // Run in this existing directory (from make_temp_dir) instead of a fresh
+  // one, so a restarted daemon finds its state; the caller removes it.
+  std::string dir;
 };
 
 class DaemonProcess {
@@ -53,6 +56,7 @@ class DaemonProcess {
   std::string socket_;
   pid_t pid_ = -1;
   int pidfd_ = -1;
+  bool own_dir_ = true;
 };
 
 // The directory holding the test's data files (tests/ in the source tree).

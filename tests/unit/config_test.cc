@@ -486,5 +486,142 @@ TEST(RenderDefaults, StringsWithQuotesAndBackslashesSurviveTheRoundTrip) {
   EXPECT_EQ(config.get_string("cli.prompt"), "it's \"quoted\" \\ and\ttabbed");
 }
 
+
+// --- wildcard keys: one table per instance ("pit.retention.<kind>") ---
+
+Schema make_wildcard_schema() {
+  Schema s = make_schema();
+  s.add({.key = "pit.retention.*.active_days",
+         .type = Type::integer,
+         .default_value = std::int64_t{30},
+         .min = 0,
+         .max = 36500,
+         .doc = "Days a version stays active."});
+  s.add({.key = "pit.retention.*.keep_forever",
+         .type = Type::boolean,
+         .default_value = false,
+         .doc = "Never delete."});
+  return s;
+}
+
+class WildcardTest : public ::testing::Test {
+ protected:
+  Schema schema_ = make_wildcard_schema();
+  Config config_{schema_};
+};
+
+TEST(Schema, WildcardSegmentMatchesOneValidName) {
+  Schema s = make_wildcard_schema();
+  const KeySpec* spec = s.find("pit.retention.report.active_days");
+  ASSERT_NE(spec, nullptr);
+  EXPECT_EQ(spec->key, "pit.retention.*.active_days");
+  EXPECT_EQ(s.find("pit.retention.*.active_days"), spec);
+  EXPECT_EQ(s.find("pit.retention.a.b.active_days"), nullptr);  // one segment only
+  EXPECT_EQ(s.find("pit.retention.active_days"), nullptr);
+  EXPECT_EQ(s.find("pit.retention.bad name.active_days"), nullptr);
+  EXPECT_EQ(s.find("pit.retention.report.bogus"), nullptr);
+  EXPECT_TRUE(is_wildcard("pit.retention.*.active_days"));
+  EXPECT_FALSE(is_wildcard("ipc.socket"));
+  EXPECT_TRUE(valid_instance_name("model-ckpt_2"));
+  EXPECT_FALSE(valid_instance_name(""));
+  EXPECT_FALSE(valid_instance_name("a.b"));
+  EXPECT_FALSE(valid_instance_name(std::string(65, 'a')));
+}
+
+TEST(Schema, ExactKeyWinsOverAWildcard) {
+  Schema s = make_wildcard_schema();
+  s.add({.key = "pit.retention.special.active_days", .type = Type::string,
+         .default_value = std::string("x"), .doc = "Special."});
+  EXPECT_EQ(s.find("pit.retention.special.active_days")->type, Type::string);
+  EXPECT_EQ(s.find("pit.retention.other.active_days")->type, Type::integer);
+}
+
+TEST_F(WildcardTest, TablesPerInstanceAreValidatedAndEnumerated) {
+  auto r = config_.merge_text(
+      "[pit.retention.default]\n"
+      "active_days = 30\n"
+      "[pit.retention.report]\n"
+      "active_days = 7\n"
+      "[pit.retention.scratch]\n",
+      "main.toml");
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_THAT(config_.instances("pit.retention"), ElementsAre("default", "report", "scratch"));
+  EXPECT_EQ(config_.get_int("pit.retention.report.active_days"), 7);
+  EXPECT_EQ(config_.origin("pit.retention.report.active_days").source, "main.toml");
+  EXPECT_EQ(config_.origin("pit.retention.report.active_days").line, 4);
+  // Keys an instance does not set read as the wildcard's default.
+  EXPECT_EQ(config_.get_int("pit.retention.scratch.active_days"), 30);
+  EXPECT_FALSE(config_.get_bool("pit.retention.report.keep_forever"));
+  EXPECT_EQ(config_.origin("pit.retention.scratch.active_days").source, "default");
+  // A name nothing mentioned also reads as the default (and is no instance).
+  EXPECT_EQ(config_.get_int("pit.retention.never.active_days"), 30);
+  EXPECT_THAT(config_.instances("pit.retention"), ElementsAre("default", "report", "scratch"));
+  EXPECT_TRUE(config_.instances("pit").empty());
+  EXPECT_TRUE(config_.instances("ipc").empty());
+}
+
+TEST_F(WildcardTest, InstancesAccumulateAcrossMergesAndSet) {
+  EXPECT_TRUE(config_.instances("pit.retention").empty());
+  ASSERT_TRUE(config_.merge_text("pit.retention.report.active_days = 7\n", "a.toml"));
+  ASSERT_TRUE(config_.set("pit.retention.logs.keep_forever", "true", "command line"));
+  EXPECT_THAT(config_.instances("pit.retention"), ElementsAre("logs", "report"));
+  EXPECT_TRUE(config_.get_bool("pit.retention.logs.keep_forever"));
+  EXPECT_EQ(config_.get_int("pit.retention.report.active_days"), 7);
+}
+
+TEST_F(WildcardTest, WrongTypeNamesFileLineAndTheConcreteKey) {
+  auto r = config_.merge_text("[pit.retention.report]\n\nactive_days = \"seven\"\n", "main.toml");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message(),
+            "main.toml:3: pit.retention.report.active_days: expected integer, got string");
+  EXPECT_TRUE(config_.instances("pit.retention").empty());  // nothing applied
+}
+
+TEST_F(WildcardTest, OutOfRangeNamesFileLineAndTheConcreteKey) {
+  auto r = config_.merge_text("[pit.retention.report]\nactive_days = -1\n", "main.toml");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message(),
+            "main.toml:2: pit.retention.report.active_days: value -1 out of range 0..36500");
+  auto s = config_.set("pit.retention.report.active_days", "-3", "--set");
+  ASSERT_FALSE(s);
+  EXPECT_THAT(s.error().message(), HasSubstr("pit.retention.report.active_days: value -3"));
+}
+
+TEST_F(WildcardTest, UnknownKeyInAnInstanceTable) {
+  auto r = config_.merge_text("[pit.retention.report]\nactive_dayz = 1\n", "main.toml");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message(), "main.toml:2: unknown key 'pit.retention.report.active_dayz'");
+}
+
+TEST_F(WildcardTest, InvalidInstanceNamesAreRefused) {
+  auto r = config_.merge_text("[pit.retention.\"a.b\"]\nactive_days = 1\n", "main.toml");
+  ASSERT_FALSE(r);
+  EXPECT_THAT(r.error().message(), HasSubstr("main.toml:1: pit.retention.a.b: 'a.b' is not a valid name"));
+  auto q = config_.merge_text("pit.retention.\"a b\".active_days = 1\n", "q.toml");
+  ASSERT_FALSE(q);
+  EXPECT_THAT(q.error().message(), HasSubstr("'a b' is not a valid name"));
+  auto star = config_.set("pit.retention.*.active_days", "1", "--set");
+  ASSERT_FALSE(star);
+  EXPECT_THAT(star.error().message(), HasSubstr("name an instance in place of '*'"));
+  // A scalar where an instance table belongs.
+  EXPECT_FALSE(config_.merge_text("[pit.retention]\nreport = 3\n", "s.toml"));
+  EXPECT_TRUE(config_.instances("pit.retention").empty());
+}
+
+TEST(RenderDefaults, WildcardTablesRenderAsTheDefaultInstanceAndParseBack) {
+  Schema schema = make_wildcard_schema();
+  std::string text = schema.render_defaults();
+  EXPECT_THAT(text, HasSubstr("\n[pit.retention.default]\n"
+                              "# (one table or key per name: pit.retention.<name>.active_days)\n"
+                              "# Days a version stays active.\n# Range: 0 .. 36500\n"
+                              "#active_days = 30\n# Never delete.\n#keep_forever = false\n"));
+  Config config(schema);
+  ASSERT_TRUE(config.set("pit.retention.default.active_days", "5", "test"));
+  auto r = config.merge_text(uncomment_values(text), "defaults.toml");
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(config.get_int("pit.retention.default.active_days"), 30);
+  EXPECT_THAT(config.instances("pit.retention"), ElementsAre("default"));
+}
+
 }  // namespace
 }  // namespace symphony::config
