@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "daemon/rpc_util.h"
 #include "ipc/rpc_client.h"
 
 namespace symphony::daemon {
@@ -26,20 +27,7 @@ using ipc::rpc::Packer;
 // may pipeline this many chunks; more would only buffer in the daemon.
 constexpr std::size_t kMaxQueuedOps = 8;
 
-// Task and Job are std::function, which must be copyable; a Responder is
-// not, so completions share it.
-using Reply = std::shared_ptr<ipc::Responder>;
-Reply hold(ipc::Responder& r) { return std::make_shared<ipc::Responder>(std::move(r)); }
-
-// Store errors to wire codes: what does not exist is not_found, what was
-// malformed is invalid_params, everything else (I/O) failed.
-ErrorCode code_for(const Error& e) {
-  if (e.code() == ENOENT) return ErrorCode::not_found;
-  if (e.code() == EINVAL) return ErrorCode::invalid_params;
-  return ErrorCode::failed;
-}
-
-std::string_view as_str(const msgpack::object& o) { return {o.via.str.ptr, o.via.str.size}; }
+ErrorCode code_for(const Error& e) { return error_code_for(e.code()); }
 
 // Positional parameters with errors that name the method, the position and
 // what was expected.

@@ -8,21 +8,15 @@
 #include <algorithm>
 #include <vector>
 
+#include "daemon/rpc_util.h"
+
 namespace symphony::daemon {
 namespace {
 
 using ipc::rpc::ErrorCode;
 using ipc::rpc::Packer;
 
-std::string_view as_str(const msgpack::object& o) { return {o.via.str.ptr, o.via.str.size}; }
-
-ErrorCode code_for(int err) {
-  switch (err) {
-    case EINVAL: return ErrorCode::invalid_params;
-    case ENOENT: return ErrorCode::not_found;
-    default: return ErrorCode::failed;
-  }
-}
+ErrorCode code_for(int err) { return error_code_for(err); }
 
 void pack_grant(Packer& pk, const pit::ClaimId& claim, std::uint32_t preempted, bool waited) {
   pk.pack_map(3);
@@ -123,7 +117,7 @@ void ClaimService::claim(const ipc::CallContext& call, ipc::Responder& r) {
     }
   }
   std::uint64_t connection = call.connection_id;
-  auto responder = std::make_shared<ipc::Responder>(std::move(r));
+  auto responder = hold(r);
   pit::ClaimRequest request{pit::ClaimantId{connection}, pit::Priority{priority}, items, wait};
   std::weak_ptr<int> alive = alive_;
   auto outcome = arbiter_.claim(request, [this, alive, connection, responder](Result<pit::ClaimGrant> grant) {

@@ -74,7 +74,8 @@ Result<void> Daemon::start() {
   server_ = std::make_unique<ipc::Server>(*loop_, config_.server, make_policy(config_));
   std::filesystem::path pit_dir =
       config_.pit.dir.empty() ? std::filesystem::path(config_.state_dir) / "pit" : std::filesystem::path(config_.pit.dir);
-  auto pit = PitHost::open(*server_, config_.pit, pit_dir, std::filesystem::path(config_.socket).parent_path());
+  auto pit = PitHost::open(*server_, config_.pit, pit_dir, std::filesystem::path(config_.socket).parent_path(),
+                           launcher_.get());
   if (!pit) return std::move(pit).error();
   pit_ = std::move(*pit);
   register_methods();
@@ -250,7 +251,7 @@ void Daemon::reload() {
       f.gc_interval != pit.gc_interval || f.batch_delay != pit.batch_delay ||
       f.max_artifact_size != pit.max_artifact_size || f.conflict_policy != pit.conflict_policy ||
       f.conflict_fallback != pit.conflict_fallback || f.stale_interval != pit.stale_interval ||
-      f.retention != pit.retention || stale_changed) {
+      f.retention != pit.retention || f.pool != pit.pool || stale_changed) {
     spdlog::warn("pit.* changed; takes effect after a restart");
   }
   config_ = std::move(*fresh);

@@ -76,6 +76,20 @@ const config::Schema& daemon_schema() {
            "How often the stale manager looks for versions due to move to their next tier, in "
            "seconds; 0 turns it off (symphonyctl pit stale still runs it)."});
     pit::stale::add_stale_keys(s);
+    s.add({"pit.pool.host_memory_mb", Type::integer, std::int64_t{0}, 0, std::int64_t{1} << 30, {},
+           "Memory the pool manager may fill with model instances, in MiB; 0 means half of the machine's RAM."});
+    s.add({"pit.pool.health_interval_s", Type::integer, std::int64_t{30}, 0, 86'400, {},
+           "How often loaded model instances are probed, in seconds; 0 turns it off."});
+    s.add({"pit.models.*.command", Type::string_list, config::StringList{}, {}, {}, {},
+           "The program and arguments of this model's instances; each runs in its own sandbox."});
+    s.add({"pit.models.*.memory_mb", Type::integer, std::int64_t{512}, 1, std::int64_t{1} << 30, {},
+           "The model's expected memory, in MiB: its sandbox's memory limit and its share of the pool's budget."});
+    s.add({"pit.models.*.max_instances", Type::integer, std::int64_t{1}, 1, 64, {},
+           "Most instances of this model the pool keeps loaded."});
+    s.add({"pit.models.*.max_users", Type::integer, std::int64_t{1}, 1, 1024, {},
+           "Leases one instance serves at the same time."});
+    s.add({"pit.models.*.pinned", Type::boolean, false, {}, {}, {},
+           "Keep one instance loaded from start and never evict it."});
     return s;
   }();
   return schema;
@@ -146,6 +160,26 @@ Result<DaemonConfig> load_daemon_config(const ConfigSources& sources) {
   if (!policies) return std::move(policies).error();
   out.pit.retention = std::move(*policies);
   out.pit.stale = pit::stale::stale_settings(cfg);
+  out.pit.pool.host_memory_bytes = static_cast<std::uint64_t>(cfg.get_int("pit.pool.host_memory_mb")) << 20;
+  out.pit.pool.health_interval = std::chrono::seconds(cfg.get_int("pit.pool.health_interval_s"));
+  for (const auto& name : cfg.instances("pit.models")) {
+    auto key = [&](std::string_view k) { return "pit.models." + name + "." + std::string(k); };
+    ModelConfig m;
+    m.name = name;
+    m.command = cfg.get_list(key("command"));
+    if (m.command.empty()) {
+      const auto& o = cfg.origin(key("memory_mb"));
+      return Error::invalid("[pit.models." + name + "]" +
+                            (o.line ? " (" + o.source + ":" + std::to_string(o.line) + ")" : std::string()) +
+                            ": command is missing; give the program and its arguments, e.g. command = "
+                            "[\"/usr/bin/my-model\", \"--serve\"]");
+    }
+    m.memory_bytes = static_cast<std::uint64_t>(cfg.get_int(key("memory_mb"))) << 20;
+    m.max_instances = static_cast<std::uint32_t>(cfg.get_int(key("max_instances")));
+    m.max_users = static_cast<std::uint32_t>(cfg.get_int(key("max_users")));
+    m.pinned = cfg.get_bool(key("pinned"));
+    out.pit.pool.models.push_back(std::move(m));
+  }
   out.pit.conflict_policy = cfg.get_string("pit.conflict_policy");
   out.pit.conflict_fallback = cfg.get_string("pit.conflict_merge_fallback");
   out.pit.max_chunk = std::min<std::size_t>(out.pit.max_chunk, out.server.limits.max_message_size / 2);

@@ -29,6 +29,24 @@ struct ConfigSources {
   std::vector<std::pair<std::string, std::string>> overrides;
 };
 
+// A model the pool manager serves as a sandboxed process ([pit.models.NAME]).
+struct ModelConfig {
+  std::string name;
+  std::vector<std::string> command;
+  std::uint64_t memory_bytes = 512ull << 20;
+  std::uint32_t max_instances = 1;
+  std::uint32_t max_users = 1;
+  bool pinned = false;
+  friend bool operator==(const ModelConfig&, const ModelConfig&) = default;
+};
+
+struct PoolServiceConfig {
+  std::vector<ModelConfig> models;
+  std::uint64_t host_memory_bytes = 0;  // 0: half of the machine's RAM
+  std::chrono::seconds health_interval{30};
+  friend bool operator==(const PoolServiceConfig&, const PoolServiceConfig&) = default;
+};
+
 // The Pit's settings (pit.* keys).
 struct PitConfig {
   std::string dir;  // empty: <state_dir>/pit
@@ -43,6 +61,7 @@ struct PitConfig {
   pit::stale::StaleSettings stale;
   std::string conflict_policy = "keep_both";
   std::string conflict_fallback = "keep_both";
+  PoolServiceConfig pool;
   // Bytes per artifact.upload_chunk / artifact.read: 4 MiB, or less so a
   // chunk always fits ipc.max_message_size.
   std::size_t max_chunk = 4 * 1024 * 1024;

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "base/paths.h"
+#include "daemon/rpc_util.h"
 
 namespace symphony::daemon {
 
@@ -25,6 +26,7 @@ PitHost::~PitHost() {
   // Waits for jobs in flight (a put being made durable) before the store
   // and the resolver they use go.
   workers_.reset();
+  pool_.reset();  // unloads every model instance
   claims_.reset();
   arbiter_.reset();
   dag_.reset();  // flushes its journal; uses the memo cache
@@ -35,8 +37,10 @@ PitHost::~PitHost() {
 
 Result<std::unique_ptr<PitHost>> PitHost::open(ipc::Server& server, const PitConfig& config,
                                                const std::filesystem::path& dir,
-                                               const std::filesystem::path& runtime_dir) {
+                                               const std::filesystem::path& runtime_dir,
+                                               sandbox::Launcher* launcher) {
   std::unique_ptr<PitHost> host(new PitHost(server, config, dir, runtime_dir));
+  host->launcher_ = launcher;
   if (auto r = host->start(); !r) return std::move(r).error();
   return host;
 }
@@ -83,6 +87,9 @@ Result<void> PitHost::start() {
   };
   arbiter_ = std::make_unique<pit::Arbiter>(arbiter_options);
   claims_ = std::make_unique<ClaimService>(server_, *arbiter_);
+  auto pool = PoolService::create(server_, launcher_, config_.pool);
+  if (!pool) return std::move(pool).error();
+  pool_ = std::move(*pool);
   memo_ = std::make_unique<ArtifactMemoCache>(store_, *workers_);
   pit::dag::TrackerOptions dag_options;
   dag_options.memo = memo_.get();
@@ -169,7 +176,7 @@ void PitHost::stale_method(const ipc::CallContext& call, ipc::Responder& r) {
     }
     dry_run = params.ptr[0].via.boolean;
   }
-  auto responder = std::make_shared<ipc::Responder>(std::move(r));
+  auto responder = hold(r);
   pit::stale::SliceBudget budget{config_.stale.slice_items, config_.stale.slice_time};
   workers_->submit([stale = stale_.get(), dry_run, budget, responder]() -> ipc::Task {
     auto pack_moves = [](Packer& pk, const std::vector<pit::stale::Move>& moves) {
@@ -232,7 +239,7 @@ void PitHost::restore_method(const ipc::CallContext& call, ipc::Responder& r) {
   }
   auto ref = pit::ArtifactRef::parse(std::string_view(params.ptr[0].via.str.ptr, params.ptr[0].via.str.size));
   if (!ref) return r.fail(ipc::rpc::ErrorCode::invalid_params, ref.error().message());
-  auto responder = std::make_shared<ipc::Responder>(std::move(r));
+  auto responder = hold(r);
   workers_->submit([stale = stale_.get(), store = store_, ref = std::move(*ref), responder]() -> ipc::Task {
     Result<pit::VersionInfo> v = store->get(ref);
     if (v && v->tier != pit::Tier::active) v = stale->restore({v->name, v->version});
@@ -273,6 +280,7 @@ void PitHost::schedule_gc() {
 void PitHost::register_methods() {
   artifacts_->register_methods();
   claims_->register_methods();
+  pool_->register_methods();
   server_.add_method("pit.stats", [this](const ipc::CallContext&, ipc::Responder& r) {
     r.reply_with([this](Packer& pk) { pack_stats(pk); });
   });
@@ -291,7 +299,10 @@ void PitHost::pack_stats(Packer& pk) const {
     pk.pack(k);
     pk.pack(v);
   };
-  pk.pack_map(6);
+  pk.pack_map(7);
+
+  pk.pack(std::string_view("pool"));
+  pool_->pack_stats(pk);
 
   auto as = arbiter_->stats();
   pk.pack(std::string_view("arbiter"));

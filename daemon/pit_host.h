@@ -18,6 +18,7 @@
 #include "pit/artifacts/artifact_store.h"
 #include "daemon/artifact_memo_cache.h"
 #include "daemon/claim_service.h"
+#include "daemon/pool_service.h"
 #include "pit/arbiter/arbiter.h"
 #include "pit/dag/dag_tracker.h"
 #include "pit/stale/stale_manager.h"
@@ -32,7 +33,8 @@ class PitHost {
   // left there are removed at start.
   static Result<std::unique_ptr<PitHost>> open(ipc::Server& server, const PitConfig& config,
                                                const std::filesystem::path& dir,
-                                               const std::filesystem::path& runtime_dir);
+                                               const std::filesystem::path& runtime_dir,
+                                               sandbox::Launcher* launcher);
   ~PitHost();
   PitHost(const PitHost&) = delete;
   PitHost& operator=(const PitHost&) = delete;
@@ -65,6 +67,8 @@ class PitHost {
   std::unique_ptr<pit::dag::DagTracker> dag_;
   std::unique_ptr<pit::Arbiter> arbiter_;
   std::unique_ptr<ClaimService> claims_;
+  std::unique_ptr<PoolService> pool_;
+  sandbox::Launcher* launcher_ = nullptr;
   std::size_t interrupted_at_start_ = 0;
   std::string stale_remote_;  // the remote tier's directory, "" when there is none
   pit::stale::LeftoverReport leftovers_at_start_;

@@ -57,6 +57,9 @@ class Responder {
   }
   void fail(rpc::ErrorCode code, std::string_view message);
   bool pending() const { return pending_; }
+  // Whether the connection that asked is still open (a method that answers
+  // late can drop what it would have handed over).
+  bool connected() const { return !conn_.expired(); }
 
  private:
   std::weak_ptr<Connection> conn_;

@@ -4,58 +4,31 @@ command with and without --json, streaming in and out (a file larger than
 one chunk, and stdin/stdout), lineage, pins, gc, and the errors a user sees
 for bad input (unknown artifact, bad name, bad version)."""
 import hashlib
-import json
 import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 import unittest
 
-SYMPHONYD = os.environ["SYMPHONYD"]
-SYMPHONYCTL = os.environ["SYMPHONYCTL"]
+# symphony_daemon.py sits next to this script, which Python puts on sys.path.
+from symphony_daemon import CtlAssertions, SymphonyDaemon
 
 
-class ArtifactCli(unittest.TestCase):
+class ArtifactCli(CtlAssertions, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp(prefix="symphony-cli-")
-        run = os.path.join(cls.dir, "run")
-        os.makedirs(run, mode=0o700)
-        cls.env = dict(os.environ, XDG_RUNTIME_DIR=run, XDG_CONFIG_HOME=cls.dir + "/config",
-                       XDG_STATE_HOME=cls.dir + "/state", HOME=cls.dir)
-        cls.log = open(os.path.join(cls.dir, "daemon.log"), "w")
-        cls.daemon = subprocess.Popen([SYMPHONYD, "--user", "--log-target", "console"],
-                                      env=cls.env, stdout=cls.log, stderr=cls.log)
-        socket = os.path.join(run, "symphony", "symphonyd.sock")
-        for _ in range(400):
-            if os.path.exists(socket) and cls.ctl("status").returncode == 0:
-                break
-            time.sleep(0.025)
-        else:
-            raise RuntimeError("symphonyd did not start: " + open(cls.log.name).read())
+        cls.daemon = SymphonyDaemon("symphony-cli-")
+        cls.dir = cls.daemon.dir
+        try:
+            cls.daemon.start()
+        except RuntimeError:
+            cls.daemon.close()
+            raise
 
     @classmethod
     def tearDownClass(cls):
-        cls.daemon.send_signal(signal.SIGTERM)
-        cls.daemon.wait(10)
-        cls.log.close()
-        shutil.rmtree(cls.dir, ignore_errors=True)
+        cls.daemon.close()
 
     @classmethod
     def ctl(cls, *args, stdin=None):
-        return subprocess.run([SYMPHONYCTL, "--user", *args], env=cls.env, input=stdin,
-                              capture_output=True, timeout=60)
-
-    def ok(self, *args, stdin=None):
-        r = self.ctl(*args, stdin=stdin)
-        self.assertEqual(r.returncode, 0, f"symphonyctl {' '.join(args)}: {r.stderr.decode()}")
-        return r
-
-    def js(self, *args, stdin=None):
-        return json.loads(self.ok("--json", *args, stdin=stdin).stdout)
+        return cls.daemon.ctl(*args, stdin=stdin)
 
     def file(self, name, data):
         path = os.path.join(self.dir, name)

@@ -8,18 +8,14 @@ sections of pit.stats. Each test class runs its own daemon in a temporary
 directory (XDG_* variables), some with a config file."""
 import json
 import os
-import shutil
-import signal
 import socket
-import subprocess
-import tempfile
 import time
 import unittest
 
 import msgpack
 
-SYMPHONYD = os.environ["SYMPHONYD"]
-SYMPHONYCTL = os.environ["SYMPHONYCTL"]
+# symphony_daemon.py sits next to this script, which Python puts on sys.path.
+from symphony_daemon import CtlAssertions, SymphonyDaemon
 
 
 class RpcError(Exception):
@@ -96,7 +92,7 @@ class Client:
         return self.wait(self.send(method, *params), timeout)
 
 
-class DaemonCase(unittest.TestCase):
+class DaemonCase(CtlAssertions, unittest.TestCase):
     """Starts one symphonyd --user per test class. Subclasses set CONFIG (the
     text of symphonyd.toml) and may override prepare() to set things up in
     the directories before the daemon starts."""
@@ -109,80 +105,45 @@ class DaemonCase(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp(prefix="symphony-pit-rpc-")
-        cls.run_dir = os.path.join(cls.dir, "run")
-        os.makedirs(cls.run_dir, mode=0o700)
-        cls.runtime = os.path.join(cls.run_dir, "symphony")
+        cls.daemon = SymphonyDaemon("symphony-pit-rpc-")
+        cls.dir = cls.daemon.dir
+        cls.runtime = cls.daemon.runtime
         os.makedirs(cls.runtime, mode=0o700)
-        cls.state = os.path.join(cls.dir, "state")
-        cls.env = dict(os.environ, XDG_RUNTIME_DIR=cls.run_dir, XDG_CONFIG_HOME=cls.dir + "/config",
-                       XDG_STATE_HOME=cls.state, HOME=cls.dir)
-        cls.env.pop("SYMPHONY_SOCKET", None)
+        cls.state = cls.daemon.state
+        cls.socket = cls.daemon.socket
         if cls.CONFIG is not None:
             cls.write_config(cls.CONFIG)
         cls.clients = []
         cls.prepare()
-        cls.log = open(os.path.join(cls.dir, "daemon.log"), "a")
-        cls.socket = os.path.join(cls.runtime, "symphonyd.sock")
-        cls.daemon = None
         cls.start_daemon()
 
     @classmethod
     def write_config(cls, text):
-        os.makedirs(os.path.join(cls.dir, "config", "symphony"), exist_ok=True)
-        with open(os.path.join(cls.dir, "config", "symphony", "symphonyd.toml"), "w") as f:
-            f.write(text)
+        cls.daemon.write_config(text)
 
     @classmethod
     def start_daemon(cls):
-        cls.daemon = subprocess.Popen([SYMPHONYD, "--user", "--log-target", "console"],
-                                      env=cls.env, stdout=cls.log, stderr=cls.log)
-        for _ in range(400):
-            if cls.daemon.poll() is not None:
-                break
-            if os.path.exists(cls.socket) and cls.ctl("status").returncode == 0:
-                break
-            time.sleep(0.025)
-        else:
-            cls.daemon.kill()
-            cls.daemon.wait()
-        if cls.daemon.poll() is not None or not os.path.exists(cls.socket):
-            cls.log.flush()
-            text = open(cls.log.name).read()
+        try:
+            cls.daemon.start()
+        except RuntimeError:
             cls.tearDownClass()
-            raise RuntimeError("symphonyd did not start: " + text)
+            raise
 
     @classmethod
     def stop_daemon(cls):
         for c in cls.clients:
             c.close()
         cls.clients = []
-        if cls.daemon is not None and cls.daemon.poll() is None:
-            cls.daemon.send_signal(signal.SIGTERM)
-            try:
-                cls.daemon.wait(10)
-            except subprocess.TimeoutExpired:
-                cls.daemon.kill()
-                cls.daemon.wait()
+        cls.daemon.stop()
 
     @classmethod
     def tearDownClass(cls):
         cls.stop_daemon()
-        cls.log.close()
-        shutil.rmtree(cls.dir, ignore_errors=True)
+        cls.daemon.close()
 
     @classmethod
     def ctl(cls, *args, stdin=None):
-        return subprocess.run([SYMPHONYCTL, "--user", *args], env=cls.env, input=stdin,
-                              capture_output=True, timeout=60)
-
-    def ok(self, *args, stdin=None):
-        r = self.ctl(*args, stdin=stdin)
-        self.assertEqual(r.returncode, 0, f"symphonyctl {' '.join(args)}: {r.stderr.decode()}")
-        return r
-
-    def js(self, *args, stdin=None):
-        return json.loads(self.ok("--json", *args, stdin=stdin).stdout)
+        return cls.daemon.ctl(*args, stdin=stdin)
 
     def connect(self):
         c = Client(self.socket)
@@ -729,6 +690,118 @@ class PitStats(DaemonCase):
         self.assertEqual(set(rpc), set(cli))
         for section in ("artifacts", "stale", "conflicts", "dag", "arbiter"):
             self.assertEqual(set(rpc[section]), set(cli[section]), section)
+
+
+
+class ModelPool(DaemonCase):
+    """Models declared in the config, pooled as sandboxed processes and
+    leased over the socket."""
+
+    CONFIG = """
+[pit.pool]
+health_interval_s = 1
+
+[pit.models.sleeper]
+command = ["/bin/sleep", "3600"]
+memory_mb = 64
+max_instances = 2
+
+[pit.models.shortlived]
+command = ["/bin/sleep", "0.3"]
+memory_mb = 64
+
+[pit.models.missing]
+command = ["/nonexistent/model-server"]
+memory_mb = 64
+"""
+
+    def pool_stats(self):
+        return self.rpc("pit.stats")["pool"]
+
+    def test_a_miss_loads_a_sandboxed_instance_and_a_release_makes_the_next_acquire_a_hit(self):
+        c = self.connect()
+        first = c.call("pool.acquire", "sleeper")
+        self.assertEqual(first["model"], "sleeper")
+        before = self.pool_stats()
+        c.call("pool.release", first["lease"])
+        again = c.call("pool.acquire", "sleeper")
+        self.assertEqual(again["instance"], first["instance"])  # the same warm instance
+        after = self.pool_stats()
+        self.assertEqual(after["hits"], before["hits"] + 1)
+        self.assertGreater(after["host_held_bytes"], 0)  # measured, not assumed
+        c.call("pool.release", again["lease"])
+
+    def test_a_busy_model_loads_up_to_max_instances_then_makes_callers_wait(self):
+        a, b = self.connect(), self.connect()
+        l1 = a.call("pool.acquire", "sleeper")
+        l2 = a.call("pool.acquire", "sleeper")
+        self.assertNotEqual(l1["instance"], l2["instance"])
+        self.assertRpcError("failed", b.call, "pool.acquire", "sleeper", {"wait_ms": 0})
+        pending = b.send("pool.acquire", "sleeper", {"wait_ms": 5000})
+        self.assertIsNone(b.poll(pending, 0.2))
+        a.call("pool.release", l1["lease"])
+        granted = b.wait(pending)
+        self.assertEqual(granted["instance"], l1["instance"])
+        b.call("pool.release", granted["lease"])
+        a.call("pool.release", l2["lease"])
+
+    def test_leases_return_to_the_pool_when_the_connection_closes(self):
+        a = self.connect()
+        a.call("pool.acquire", "sleeper")
+        a.call("pool.acquire", "sleeper")
+        self.assertEqual(self.pool_stats()["leases"], 2)
+        a.close()
+        self.clients.remove(a)
+        self.until(lambda: self.pool_stats()["leases"] == 0, "the leases to return")
+        b = self.connect()
+        lease = b.call("pool.acquire", "sleeper", {"wait_ms": 0})
+        b.call("pool.release", lease["lease"])
+
+    def test_a_model_whose_process_dies_is_found_by_the_health_check(self):
+        c = self.connect()
+        lease = c.call("pool.acquire", "shortlived")
+        c.call("pool.release", lease["lease"])
+        self.until(lambda: self.pool_stats()["health_failures"] >= 1, "the health check to notice", timeout=10)
+        with self.assertRaises(RpcError) as cm:
+            c.call("pool.acquire", "shortlived", {"wait_ms": 0})
+        self.assertIn("ended", cm.exception.message)
+
+    def test_a_model_that_cannot_start_says_why(self):
+        with self.assertRaises(RpcError) as cm:
+            self.rpc("pool.acquire", "missing")
+        self.assertEqual(cm.exception.code, "failed")
+        self.assertIn("missing", cm.exception.message)
+        self.assertIn("/nonexistent/model-server", cm.exception.message)
+
+    def test_unknown_models_bad_options_and_foreign_leases_are_clear_errors(self):
+        self.assertRpcError("not_found", self.rpc, "pool.acquire", "nope", contains="pit.models")
+        self.assertRpcError("invalid_params", self.rpc, "pool.acquire", "sleeper", {"priority": "urgent"})
+        a, b = self.connect(), self.connect()
+        lease = a.call("pool.acquire", "sleeper")
+        self.assertRpcError("not_found", b.call, "pool.release", lease["lease"])
+        a.call("pool.release", lease["lease"])
+        self.assertRpcError("not_found", self.rpc, "pool.prewarm", ["sleeper", "nope"])
+
+    def test_prewarm_and_pin_load_ahead_of_use(self):
+        self.rpc("pool.pin", "sleeper")
+        stats = self.pool_stats()
+        self.assertGreaterEqual(stats["instances_ready"] + stats["instances_cooling"] + stats["instances_in_use"], 1)
+        self.rpc("pool.unpin", "sleeper")
+        self.rpc("pool.prewarm", ["sleeper"])
+
+
+class ModelConfigErrors(unittest.TestCase):
+    def test_a_model_without_command_is_refused_at_start_naming_it(self):
+        d = SymphonyDaemon("symphony-pit-rpc-")
+        try:
+            d.write_config("[pit.models.nocmd]\nmemory_mb = 64\n")
+            with self.assertRaises(RuntimeError) as cm:
+                d.start()
+            self.assertIn("pit.models.nocmd", str(cm.exception))
+            self.assertIn("command is missing", str(cm.exception))
+        finally:
+            d.stop()
+            d.close()
 
 
 if __name__ == "__main__":

@@ -7,16 +7,17 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
 #include "pit/digest.h"
+#include "tests/support/temp_dir.h"
 
 namespace symphony::pit {
 namespace {
 
 using namespace std::chrono_literals;
+using symphony::testing::TempDir;
 using SysClock = std::chrono::system_clock;
 
 const SysClock::time_point kT0 = SysClock::time_point(std::chrono::milliseconds(1'700'000'000'000));
@@ -36,19 +37,6 @@ std::unique_ptr<ConflictResolver> resolver(DecisionLog& log, ConflictPolicy p,
   EXPECT_TRUE(r);
   return std::move(*r);
 }
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "pit-arbiter-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 struct CountingIo : DecisionLogIo {
   int fsyncs = 0;
@@ -180,7 +168,7 @@ TEST(ConflictResolver, PolicyNamesRoundTrip) {
 }
 
 TEST(DecisionLog, FileRoundTripAfterReopen) {
-  TempDir dir;
+  TempDir dir("pit-arbiter", std::filesystem::temp_directory_path());
   auto path = dir.path() / "decisions.jsonl";
   std::vector<DecisionRecord> decided;
   {
@@ -204,7 +192,7 @@ TEST(DecisionLog, FileRoundTripAfterReopen) {
 }
 
 TEST(DecisionLog, FsyncsBeforeReturning) {
-  TempDir dir;
+  TempDir dir("pit-arbiter", std::filesystem::temp_directory_path());
   CountingIo io;
   auto path = dir.path() / "d.jsonl";
   auto log = FileDecisionLog::open(path, &io);
@@ -223,7 +211,7 @@ TEST(DecisionLog, FsyncsBeforeReturning) {
 }
 
 TEST(DecisionLog, WriteFailureIsReturnedNotSwallowed) {
-  TempDir dir;
+  TempDir dir("pit-arbiter", std::filesystem::temp_directory_path());
   CountingIo io;
   auto log = FileDecisionLog::open(dir.path() / "d.jsonl", &io);
   ASSERT_TRUE(log);
@@ -237,7 +225,7 @@ TEST(DecisionLog, WriteFailureIsReturnedNotSwallowed) {
 }
 
 TEST(DecisionLog, CorruptLinesAreReportedWithFileAndLine) {
-  TempDir dir;
+  TempDir dir("pit-arbiter", std::filesystem::temp_directory_path());
   auto path = dir.path() / "d.jsonl";
   DecisionRecord good;
   {

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "pit/artifacts/artifact_store.h"
+#include "tests/support/temp_dir.h"
 
 namespace symphony::pit {
 namespace {
@@ -24,10 +25,7 @@ using namespace std::chrono_literals;
 class TempStore {
  public:
   explicit TempStore(StoreOptions options) {
-    char name[] = "/tmp/symphony-artifacts-bench-XXXXXX";
-    if (::mkdtemp(name) == nullptr) std::abort();
-    dir_ = name;
-    options.root = dir_ / "store";
+    options.root = dir_.path() / "store";
     auto s = ArtifactStore::open(std::move(options));
     if (!s) {
       std::fprintf(stderr, "%s\n", s.error().message().c_str());
@@ -35,16 +33,11 @@ class TempStore {
     }
     store_ = std::move(*s);
   }
-  ~TempStore() {
-    store_.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
   ArtifactStore& operator*() const { return *store_; }
   ArtifactStore* operator->() const { return store_.get(); }
 
  private:
-  std::filesystem::path dir_;
+  symphony::testing::TempDir dir_{"symphony-artifacts-bench"};  // declared first: outlives store_
   std::unique_ptr<ArtifactStore> store_;
 };
 

@@ -21,11 +21,14 @@
 #include <thread>
 
 #include "pit/artifacts/artifact_store.h"
+#include "tests/support/temp_dir.h"
 
 namespace symphony::pit {
 namespace {
 
 using namespace std::chrono_literals;
+using symphony::testing::count_entries;
+using symphony::testing::TempDir;
 
 // The bytes of one put, derived from its seed and size so the parent can
 // rebuild them exactly.
@@ -100,21 +103,9 @@ struct Ack {
   ::_exit(0);
 }
 
-std::size_t files_in(const std::filesystem::path& dir) {
-  std::error_code ec;
-  std::size_t n = 0;
-  for (auto it = std::filesystem::directory_iterator(dir, ec); !ec && it != std::filesystem::directory_iterator();
-       it.increment(ec)) {
-    ++n;
-  }
-  return n;
-}
-
 TEST(ArtifactStoreCrash, AcknowledgedPutsSurviveKillNineAtAnyMoment) {
-  char dir_template[] = "/tmp/symphony-artifacts-crash-XXXXXX";
-  ASSERT_NE(::mkdtemp(dir_template), nullptr);
-  const std::filesystem::path dir = dir_template;
-  const std::filesystem::path root = dir / "store";
+  const TempDir dir("symphony-artifacts-crash");
+  const std::filesystem::path root = dir.path() / "store";
   std::mt19937 rng(std::random_device{}());
   std::map<std::pair<std::string, std::uint64_t>, Ack> acked;
   constexpr int kRounds = 24;
@@ -161,9 +152,9 @@ TEST(ArtifactStoreCrash, AcknowledgedPutsSurviveKillNineAtAnyMoment) {
     auto opened = ArtifactStore::open(options);
     ASSERT_TRUE(opened) << opened.error().message();
     ArtifactStore& store = **opened;
-    EXPECT_EQ(files_in(root / "tmp"), 0u) << "round " << round;
+    EXPECT_EQ(count_entries(root / "tmp"), 0u) << "round " << round;
     // Every file in objects/ is a blob some row names.
-    std::size_t objects = files_in(root / "objects");
+    std::size_t objects = count_entries(root / "objects");
     EXPECT_EQ(objects, store.stats().blobs) << "round " << round;
 
     for (const Ack& a : fresh) {
@@ -211,8 +202,6 @@ TEST(ArtifactStoreCrash, AcknowledgedPutsSurviveKillNineAtAnyMoment) {
             << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count()
             << " ms\n";
   EXPECT_GT(acked.size(), 0u);
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
 }
 
 }  // namespace

@@ -23,43 +23,20 @@
 #include <set>
 #include <thread>
 
+#include "tests/support/temp_dir.h"
+
 namespace symphony::pit {
 namespace {
 
 using namespace std::chrono_literals;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using symphony::testing::count_entries;
+using symphony::testing::TempDir;
 
 std::span<const std::byte> bytes_of(std::string_view s) { return std::as_bytes(std::span(s.data(), s.size())); }
 
 std::string text_of(std::span<const std::byte> b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }
-
-// A directory under /tmp, removed with its contents.
-class TempDir {
- public:
-  TempDir() {
-    char name[] = "/tmp/symphony-artifacts-test-XXXXXX";
-    if (::mkdtemp(name) != nullptr) path_ = name;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
-
-std::size_t files_in(const std::filesystem::path& dir) {
-  std::error_code ec;
-  std::size_t n = 0;
-  for (auto it = std::filesystem::directory_iterator(dir, ec); !ec && it != std::filesystem::directory_iterator();
-       it.increment(ec)) {
-    ++n;
-  }
-  return n;
-}
 
 // A StoreIo that fails one kind of call (or shortens writes) while armed.
 class FaultyIo : public StoreIo {
@@ -130,7 +107,7 @@ class ArtifactStoreTest : public ::testing::Test {
   }
   std::filesystem::path root() const { return dir_.path() / "store"; }
 
-  TempDir dir_;
+  TempDir dir_{"symphony-artifacts-test"};
   std::unique_ptr<ArtifactStore> store_;
 };
 
@@ -249,7 +226,7 @@ TEST_F(ArtifactStoreTest, StoresIdenticalContentOnce) {
   VersionInfo b = put("same bytes", "b");
   VersionInfo a2 = put("same bytes", "a");
   EXPECT_EQ(a.digest, b.digest);
-  EXPECT_EQ(files_in(root() / "objects"), 1u);
+  EXPECT_EQ(count_entries(root() / "objects"), 1u);
   auto blob = store_->find_blob(a.digest);
   ASSERT_TRUE(blob);
   EXPECT_EQ(blob->versions, 3u);
@@ -261,7 +238,7 @@ TEST_F(ArtifactStoreTest, StoresIdenticalContentOnce) {
   EXPECT_EQ(s.dedup_hits, 2u);
   EXPECT_EQ(s.puts, 3u);
   EXPECT_EQ(a2.version, 2u);
-  EXPECT_EQ(files_in(root() / "tmp"), 0u);
+  EXPECT_EQ(count_entries(root() / "tmp"), 0u);
 }
 
 TEST_F(ArtifactStoreTest, FindsLatestAndBlobFromTheIndex) {
@@ -397,10 +374,10 @@ TEST_F(ArtifactStoreTest, DroppedWriterLeavesNothingBehind) {
     auto writer = store_->begin_put();
     ASSERT_TRUE(writer);
     ASSERT_TRUE((*writer)->write(bytes_of("abandoned")));
-    EXPECT_EQ(files_in(root() / "tmp"), 1u);
+    EXPECT_EQ(count_entries(root() / "tmp"), 1u);
   }
-  EXPECT_EQ(files_in(root() / "tmp"), 0u);
-  EXPECT_EQ(files_in(root() / "objects"), 0u);
+  EXPECT_EQ(count_entries(root() / "tmp"), 0u);
+  EXPECT_EQ(count_entries(root() / "objects"), 0u);
   EXPECT_EQ(store_->stats().versions, 0u);
 }
 
@@ -510,8 +487,8 @@ TEST_F(ArtifactStoreTest, RejectsBadPutsAndKeepsStateIntact) {
   const StoreStats after = store_->stats();
   EXPECT_EQ(after.versions, before.versions);
   EXPECT_EQ(after.blobs, before.blobs);
-  EXPECT_EQ(files_in(root() / "tmp"), 0u);
-  EXPECT_EQ(files_in(root() / "objects"), 1u);
+  EXPECT_EQ(count_entries(root() / "tmp"), 0u);
+  EXPECT_EQ(count_entries(root() / "objects"), 1u);
   EXPECT_EQ(put("next", "x").version, 2u);
 }
 
@@ -593,18 +570,18 @@ TEST_F(ArtifactStoreTest, GcKeepsReferencedHeldAndYoungBlobs) {
   EXPECT_THAT(dry->removed, ElementsAre(a.digest));
   EXPECT_EQ(dry->blobs_kept_held, 1u);
   EXPECT_TRUE(store_->find_blob(a.digest));  // a dry run removes nothing
-  EXPECT_EQ(files_in(root() / "objects"), 3u);
+  EXPECT_EQ(count_entries(root() / "objects"), 3u);
 
   auto real = store_->gc(false);
   ASSERT_TRUE(real);
   EXPECT_THAT(real->removed, ElementsAre(a.digest));
   EXPECT_FALSE(store_->find_blob(a.digest));
-  EXPECT_EQ(files_in(root() / "objects"), 2u);
+  EXPECT_EQ(count_entries(root() / "objects"), 2u);
   store_->release("wf");
   ASSERT_TRUE(store_->gc(false));
   EXPECT_FALSE(store_->find_blob(b.digest));
   EXPECT_TRUE(store_->find_blob(p.digest));
-  EXPECT_EQ(files_in(root() / "objects"), 1u);
+  EXPECT_EQ(count_entries(root() / "objects"), 1u);
   open(o);  // removal is durable
   EXPECT_FALSE(store_->find_blob(a.digest));
   EXPECT_EQ(read(p.digest), "ppp");
@@ -622,7 +599,7 @@ TEST_F(ArtifactStoreTest, MappedBlobStaysReadableAfterGcRemovesIt) {
   ASSERT_TRUE(view);
   ASSERT_TRUE(store_->remove_version({"m", 1}));
   ASSERT_EQ(store_->gc(false)->blobs_removed, 1u);
-  EXPECT_EQ(files_in(root() / "objects"), 0u);
+  EXPECT_EQ(count_entries(root() / "objects"), 0u);
   EXPECT_EQ(text_of(view->bytes()), data);
   EXPECT_THAT(store_->map_blob(v.digest).error().message(), HasSubstr("no blob"));
 }
@@ -723,8 +700,8 @@ TEST_F(ArtifactStoreTest, OpenRemovesTemporaryAndUnacknowledgedFiles) {
   std::ofstream(root() / "objects" / Digest::of("renamed, never committed").hex()) << "renamed, never committed";
   std::ofstream(root() / "objects" / "junk") << "?";
   open();
-  EXPECT_EQ(files_in(root() / "tmp"), 0u);
-  EXPECT_EQ(files_in(root() / "objects"), 1u);
+  EXPECT_EQ(count_entries(root() / "tmp"), 0u);
+  EXPECT_EQ(count_entries(root() / "objects"), 1u);
   EXPECT_EQ(read(kept.digest), "kept");
 }
 
@@ -764,8 +741,8 @@ TEST_P(ArtifactStoreFaultTest, FailedStageFailsThePutAndLeavesTheStoreConsistent
 
   EXPECT_EQ(store_->get({"x", 0})->version, 1u);
   EXPECT_FALSE(store_->find_blob(Digest::of("during")));
-  EXPECT_EQ(files_in(root() / "tmp"), 0u);
-  EXPECT_EQ(files_in(root() / "objects"), 1u);
+  EXPECT_EQ(count_entries(root() / "tmp"), 0u);
+  EXPECT_EQ(count_entries(root() / "objects"), 1u);
   EXPECT_EQ(put("after", "x").version, 2u);
   open(o);
   EXPECT_EQ(read(before.digest), "before");
@@ -844,8 +821,8 @@ TEST_F(ArtifactStoreTest, FailedMetadataCommitFailsEveryPutOfTheBatch) {
   for (const auto& m : messages) EXPECT_THAT(m, HasSubstr("injected failure"));
   EXPECT_EQ(store_->get({"x", 0})->version, 1u);
   EXPECT_EQ(store_->stats().blobs, 1u);
-  EXPECT_EQ(files_in(root() / "objects"), 1u);
-  EXPECT_EQ(files_in(root() / "tmp"), 0u);
+  EXPECT_EQ(count_entries(root() / "objects"), 1u);
+  EXPECT_EQ(count_entries(root() / "tmp"), 0u);
 
   set_insert_trigger(root() / "meta.db", false);
   EXPECT_EQ(put("after", "x").version, 2u);

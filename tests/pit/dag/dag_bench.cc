@@ -21,6 +21,7 @@
 
 #include "pit/dag/dag_tracker.h"
 #include "pit/dag/workflow.h"
+#include "tests/support/temp_dir.h"
 
 namespace {
 
@@ -179,16 +180,18 @@ void BM_NaiveRescan(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
-fs::path bench_dir() {
+// A fresh directory for a journal under $PIT_DAG_BENCH_DIR, else $TMPDIR or
+// /tmp; removed with its contents when it goes out of scope.
+symphony::testing::TempDir bench_dir() {
   const char* env = std::getenv("PIT_DAG_BENCH_DIR");
-  fs::path base = env ? fs::path(env) : fs::temp_directory_path();
-  std::string tmpl = (base / "pit-dag-bench-XXXXXX").string();
-  return ::mkdtemp(tmpl.data());
+  return symphony::testing::TempDir("pit-dag-bench",
+                                    env ? fs::path(env) : fs::temp_directory_path());
 }
 
 void journaled(benchmark::State& state, Durability durability) {
-  const fs::path dir = bench_dir();
-  auto tracker = DagTracker::open(dir / "dag.journal", TrackerOptions{.durability = durability});
+  const symphony::testing::TempDir dir = bench_dir();
+  auto tracker =
+      DagTracker::open(dir.path() / "dag.journal", TrackerOptions{.durability = durability});
   if (!tracker) {
     state.SkipWithError(tracker.error().message().c_str());
     return;
@@ -203,14 +206,14 @@ void journaled(benchmark::State& state, Durability durability) {
     return *wf;
   });
   tracker->reset();
-  fs::remove_all(dir);
 }
 
 // With batched durability the flush (group commit) is part of the measured
 // cost: one every 64 completions.
 void BM_ReadySetUpdateJournaledBatched(benchmark::State& state) {
-  const fs::path dir = bench_dir();
-  auto tracker = DagTracker::open(dir / "dag.journal", TrackerOptions{.durability = Durability::batched});
+  const symphony::testing::TempDir dir = bench_dir();
+  auto tracker = DagTracker::open(dir.path() / "dag.journal",
+                                  TrackerOptions{.durability = Durability::batched});
   if (!tracker) {
     state.SkipWithError(tracker.error().message().c_str());
     return;
@@ -243,7 +246,6 @@ void BM_ReadySetUpdateJournaledBatched(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations());
   tracker->reset();
-  fs::remove_all(dir);
 }
 
 void BM_ReadySetUpdateJournaledEachChange(benchmark::State& state) { journaled(state, Durability::each_change); }

@@ -5,7 +5,6 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -15,25 +14,14 @@
 #include <vector>
 
 #include "pit/dag/dag_tracker.h"
+#include "tests/support/temp_dir.h"
 
 namespace symphony::pit::dag {
 namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "pit-dag-test-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using symphony::testing::TempDir;
 
 std::string read_file(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -156,7 +144,7 @@ void expect_resumed(DagTracker& tracker) {
 }
 
 TEST(JournalReplay, RunningStepsAreRetriedOrFailedAfterARestart) {
-  TempDir dir;
+  TempDir dir("pit-dag-test", fs::temp_directory_path());
   const fs::path path = dir.path() / "dag.journal";
   {
     auto tracker = DagTracker::open(path);
@@ -184,7 +172,7 @@ TEST(JournalReplay, RunningStepsAreRetriedOrFailedAfterARestart) {
 }
 
 TEST(JournalReplay, TornFinalRecordIsIgnoredAndTheRestReplayed) {
-  TempDir dir;
+  TempDir dir("pit-dag-test", fs::temp_directory_path());
   const fs::path path = dir.path() / "dag.journal";
   std::uintmax_t size_before_last = 0;
   {
@@ -213,7 +201,7 @@ TEST(JournalReplay, TornFinalRecordIsIgnoredAndTheRestReplayed) {
 }
 
 TEST(JournalReplay, ZeroFilledTailIsATornWrite) {
-  TempDir dir;
+  TempDir dir("pit-dag-test", fs::temp_directory_path());
   const fs::path path = dir.path() / "dag.journal";
   { ASSERT_TRUE(DagTracker::open(path).has_value()); }
   {
@@ -227,7 +215,7 @@ TEST(JournalReplay, ZeroFilledTailIsATornWrite) {
 }
 
 TEST(JournalReplay, CorruptRecordInTheMiddleNamesFileAndOffset) {
-  TempDir dir;
+  TempDir dir("pit-dag-test", fs::temp_directory_path());
   const fs::path path = dir.path() / "dag.journal";
   {
     auto tracker = DagTracker::open(path);
@@ -246,7 +234,7 @@ TEST(JournalReplay, CorruptRecordInTheMiddleNamesFileAndOffset) {
 }
 
 TEST(JournalReplay, GarbageAndBadMagicAreErrors) {
-  TempDir dir;
+  TempDir dir("pit-dag-test", fs::temp_directory_path());
   const fs::path path = dir.path() / "dag.journal";
   write_file(path, "not a journal at all");
   auto bad_magic = DagTracker::open(path);
@@ -287,7 +275,7 @@ TEST(JournalReplay, GarbageAndBadMagicAreErrors) {
 }
 
 TEST(JournalReplay, MemoHitsReplayAsDecidedWithoutTheCache) {
-  TempDir dir;
+  TempDir dir("pit-dag-test", fs::temp_directory_path());
   const fs::path path = dir.path() / "dag.journal";
   InMemoryMemoCache cache;
   auto memo_spec = MemoSpec{"ext", "1", "cap", "p", {}};
@@ -311,7 +299,7 @@ TEST(JournalReplay, MemoHitsReplayAsDecidedWithoutTheCache) {
 }
 
 TEST(JournalCompaction, SnapshotReplaysToTheSameStateAndShrinksTheFile) {
-  TempDir dir;
+  TempDir dir("pit-dag-test", fs::temp_directory_path());
   const fs::path path = dir.path() / "dag.journal";
   {
     auto tracker = DagTracker::open(path);
@@ -335,7 +323,7 @@ TEST(JournalCompaction, SnapshotReplaysToTheSameStateAndShrinksTheFile) {
 }
 
 TEST(JournalCompaction, HappensAutomaticallyPastTheThreshold) {
-  TempDir dir;
+  TempDir dir("pit-dag-test", fs::temp_directory_path());
   const fs::path path = dir.path() / "dag.journal";
   auto tracker = DagTracker::open(path, TrackerOptions{.compact_after_bytes = 4096});
   auto wf = (*tracker)->create_workflow("w", FailurePolicy::fail_workflow);
@@ -354,7 +342,7 @@ TEST(JournalCompaction, HappensAutomaticallyPastTheThreshold) {
 }
 
 TEST(JournalGroupCommit, BatchedChangesAreDurableOnlyAfterFlush) {
-  TempDir dir;
+  TempDir dir("pit-dag-test", fs::temp_directory_path());
   const fs::path path = dir.path() / "dag.journal";
   const fs::path crash_copy = dir.path() / "crash.journal";
   auto tracker = DagTracker::open(path, TrackerOptions{.durability = Durability::batched});

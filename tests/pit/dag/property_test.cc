@@ -6,7 +6,6 @@
 // a real one; a journaled run replays to the same state.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -17,6 +16,7 @@
 
 #include "pit/dag/dag_tracker.h"
 #include "pit/dag/workflow.h"
+#include "tests/support/temp_dir.h"
 
 namespace symphony::pit::dag {
 namespace {
@@ -334,8 +334,8 @@ TEST(DagProperty, InjectedBackEdgeIsFoundAndTheNamedCycleIsReal) {
 
 TEST(DagProperty, JournaledRunsReplayToTheSameState) {
   namespace fs = std::filesystem;
-  std::string tmpl = (fs::temp_directory_path() / "pit-dag-prop-XXXXXX").string();
-  const fs::path dir = ::mkdtemp(tmpl.data());
+  const symphony::testing::TempDir tmp("pit-dag-prop", fs::temp_directory_path());
+  const fs::path& dir = tmp.path();
   for (unsigned seed = 1; seed <= 25; ++seed) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     std::mt19937 rng(seed * 31337);
@@ -382,7 +382,6 @@ TEST(DagProperty, JournaledRunsReplayToTheSameState) {
     }
     check_ready_set(*wf);
   }
-  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -2,33 +2,23 @@
 // I/O shortcuts and a pid that is certainly dead.
 #pragma once
 
-#include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-#include <stdexcept>
 #include <string>
+
+#include "tests/support/temp_dir.h"
 
 namespace symphony::pit::stale::testing {
 
-class TempDir {
+// A scratch directory under $TMPDIR (or /tmp), removed with its contents.
+class TempDir : public ::symphony::testing::TempDir {
  public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "symphony-stale-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
+  TempDir()
+      : ::symphony::testing::TempDir("symphony-stale", std::filesystem::temp_directory_path()) {}
 };
 
 inline std::string read_file(const std::filesystem::path& path) {
