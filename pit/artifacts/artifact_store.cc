@@ -425,10 +425,11 @@ void ArtifactStoreImpl::run_committer() {
   }
 }
 
-// One group commit: check each put against the index, flush the new blobs
-// (one syncfs or an fdatasync each), rename them into objects/, fsync
-// objects/ once, write all rows in one SQLite transaction, publish to the
-// index, wake every waiter. A failure in a step shared by the batch fails
+// One group commit: check each put against the index; flush the new blobs
+// (an fdatasync each), rename them into objects/ and fsync objects/ once —
+// or, for a batch of syncfs_threshold new blobs or more, rename them and
+// flush data and names with one syncfs; then write all rows in one SQLite
+// transaction, publish to the index, wake every waiter. A failure in a step shared by the batch fails
 // every put that depends on it; nothing of a failed put stays visible.
 void ArtifactStoreImpl::commit_batch(std::vector<PendingPut*>& batch) {
   std::lock_guard write_lock(write_mu_);
@@ -465,14 +466,14 @@ void ArtifactStoreImpl::commit_batch(std::vector<PendingPut*>& batch) {
     blob_of[i] = it->second;
   }
 
-  // 2. Flush the new blobs' data.
+  // 2. Flush the new blobs' data. With syncfs, one flush after the renames
+  // (step 3) covers the data and the new names together: a crash before it
+  // leaves files in objects/ that no row names, which open() removes, and no
+  // row is written before it succeeds.
+  const bool one_syncfs = options_.syncfs_threshold != 0 && new_blobs.size() >= options_.syncfs_threshold;
   if (!new_blobs.empty()) {
-    if (options_.syncfs_threshold != 0 && new_blobs.size() >= options_.syncfs_threshold) {
-      if (io_->syncfs(tmp_fd_.get()) != 0) {
-        Error e = Error::from_errno("syncfs " + tmp_path_ + " (flushing " + std::to_string(new_blobs.size()) +
-                                    " new blobs)");
-        for (NewBlob& b : new_blobs) b.error = e;
-      }
+    if (one_syncfs) {
+      // Flushed below, after the renames.
     } else {
       for (NewBlob& b : new_blobs) {
         if (io_->fdatasync(b.owner->fd) != 0) b.error = Error::from_errno("fdatasync " + tmp_path_ + "/" + b.owner->tmp_name);
@@ -501,7 +502,14 @@ void ArtifactStoreImpl::commit_batch(std::vector<PendingPut*>& batch) {
       b.renamed = false;
     }
   };
-  if (any_renamed && io_->fsync(objects_fd_.get()) != 0) {
+  if (any_renamed && one_syncfs && io_->syncfs(objects_fd_.get()) != 0) {
+    Error e = Error::from_errno("syncfs " + objects_path_ + " (flushing " + std::to_string(new_blobs.size()) +
+                                " new blobs and their names)");
+    for (NewBlob& b : new_blobs) {
+      if (b.renamed) b.error = e;
+    }
+    unlink_renamed();
+  } else if (any_renamed && !one_syncfs && io_->fsync(objects_fd_.get()) != 0) {
     Error e = Error::from_errno("fsync " + objects_path_);
     for (NewBlob& b : new_blobs) {
       if (b.renamed) b.error = e;
