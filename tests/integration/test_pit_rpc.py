@@ -675,7 +675,7 @@ class PitStats(DaemonCase):
 
     def test_stats_have_every_section(self):
         stats = self.stats()
-        for section in ("artifacts", "stale", "conflicts", "dag", "arbiter"):
+        for section in ("artifacts", "stale", "conflicts", "dag", "arbiter", "pool"):
             with self.subTest(section=section):
                 self.assertIsInstance(stats[section], dict)
         self.assertEqual(stats["dir"], os.path.join(self.state, "symphony", "pit"))
@@ -683,6 +683,14 @@ class PitStats(DaemonCase):
         self.assertEqual(stats["stale"]["leftovers_removed_at_start"], 0)
         self.assertIn("steps_running", stats["dag"])
         self.assertEqual(stats["arbiter"]["claims_held"], 0)
+
+    def test_bad_digests_and_refs_are_invalid_params_saying_what(self):
+        self.assertRpcError("invalid_params", self.rpc, "artifact.by_digest", "sha256:1234",
+                            contains="expected 64 hex digits")
+        self.assertRpcError("invalid_params", self.rpc, "artifact.by_digest", "md5:" + "a" * 32,
+                            contains="unsupported algorithm")
+        self.assertRpcError("invalid_params", self.rpc, "artifact.get", "bad name!", contains="name")
+        self.assertEqual(self.rpc("artifact.by_digest", "sha256:" + "0" * 64), [])
 
     def test_rpc_and_cli_stats_agree(self):
         rpc = self.rpc("pit.stats")
