@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Symphony's main job, end to end on this machine: install what is missing,
 # build, start symphonyd in user mode in a private temporary runtime
-# directory, show `symphonyctl status` and a `symphonyctl ping` run, then stop
-# the daemon cleanly (SIGTERM → drain → exit 0).
+# directory, show `symphonyctl status` and a `symphonyctl ping` run, the
+# sandbox, and the Pit (a durable artifact put and get, versions, a write
+# conflict, a pooled model, `pit stats`), then stop the daemon cleanly
+# (SIGTERM → drain → exit 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +12,7 @@ scripts/install-deps.sh build
 if [ ! -f build/build.ninja ]; then
   meson setup build --buildtype=release >/dev/null
 fi
-ninja -C build daemon/symphonyd cli/symphonyctl
+ninja -C build daemon/symphonyd cli/symphonyctl sandbox/symphony-sandbox
 
 work=$(mktemp -d /tmp/symphony-main-job.XXXXXX)
 daemon_pid=
@@ -22,6 +24,13 @@ trap cleanup EXIT
 
 export XDG_RUNTIME_DIR=$work/run XDG_CONFIG_HOME=$work/config XDG_STATE_HOME=$work/state
 mkdir -p -m 0700 "$XDG_RUNTIME_DIR"
+# One model for the pool manager: a plain program, run in its own sandbox.
+mkdir -p "$XDG_CONFIG_HOME/symphony"
+cat > "$XDG_CONFIG_HOME/symphony/symphonyd.toml" <<'TOML'
+[pit.models.sleeper]
+command = ["/bin/sleep", "600"]
+memory_mb = 64
+TOML
 ctl=build/cli/symphonyctl
 
 echo "==> starting symphonyd --user (runtime directory $XDG_RUNTIME_DIR)"
@@ -50,6 +59,40 @@ $sandbox run --memory 256M --pids 64 --cpu 1 --timeout 10 --json-status -- \
 echo "==> symphony-sandbox run: a memory hog is stopped by its limit"
 $sandbox run --memory 64M --json-status -- \
   /bin/sh -c 'x=$(head -c 400000000 /dev/zero | tr "\\0" a); echo "${#x}"' || true
+
+echo "==> the Pit: store README.md as an artifact (printed once it is durable), read it back"
+$ctl --user --json artifact put README.md --name docs/readme --media-type text/markdown
+$ctl --user artifact get docs/readme -o "$work/readme.out"
+cmp README.md "$work/readme.out" && echo "read back byte-identical"
+echo "==> a second version made from the first, then a write conflict on a stale base"
+printf 'v2\n' | $ctl --user artifact put - --name docs/readme --input docs/readme@1 --quality 0.8 --scorer demo
+printf 'v3 from version 1\n' | $ctl --user artifact put - --name docs/readme --base 1
+$ctl --user artifact versions docs/readme
+$ctl --user artifact lineage docs/readme@2
+echo "==> the pool manager: lease the declared model twice (a cold load, then a warm hit)"
+/usr/bin/python3 - "$XDG_RUNTIME_DIR/symphony/symphonyd.sock" <<'PY'
+import socket, sys, time
+import msgpack
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+u = msgpack.Unpacker(raw=False); n = 0
+def call(method, *params):
+    global n
+    n += 1
+    s.sendall(msgpack.packb([0, n, method, list(params)]))
+    while True:
+        for m in u:
+            if m[0] == 1 and m[1] == n:
+                if m[2]: raise SystemExit(f"{method}: {m[2]['message']}")
+                return m[3]
+        u.feed(s.recv(1 << 16))
+call("symphony.hello", 1, "main-job")
+for what in ("cold", "warm"):
+    t = time.monotonic(); lease = call("pool.acquire", "sleeper")
+    print(f"{what}: lease {lease['lease']} on instance {lease['instance']} in {(time.monotonic() - t) * 1000:.2f} ms")
+    call("pool.release", lease["lease"])
+PY
+echo "==> symphonyctl --user pit stats (artifacts and pool)"
+$ctl --user --json pit stats | /usr/bin/python3 -c 'import json,sys; s=json.load(sys.stdin); print({k: s["artifacts"][k] for k in ("names","versions","blobs","puts","commit_batches")}); print({k: s["pool"][k] for k in ("models","hits","misses","host_held_bytes")})'
 
 echo "==> stopping symphonyd (SIGTERM)"
 kill -TERM "$daemon_pid"
