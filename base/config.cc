@@ -2,6 +2,7 @@
 // toml::parse_error; it is caught here and turned into an Error naming the
 // file and line, so no exception leaves this module.
 #include "base/config.h"
+#include "base/toml_names.h"
 
 #include <fmt/format.h>
 
@@ -41,17 +42,7 @@ std::string render_value(const Value& v) {
   return std::visit(Visitor{}, v);
 }
 
-const char* node_type_name(const toml::node& n) {
-  switch (n.type()) {
-    case toml::node_type::table: return "table";
-    case toml::node_type::array: return "array";
-    case toml::node_type::string: return "string";
-    case toml::node_type::integer: return "integer";
-    case toml::node_type::floating_point: return "float";
-    case toml::node_type::boolean: return "boolean";
-    default: return "date/time";
-  }
-}
+const char* node_type_name(const toml::node& n) { return toml_type_name(n); }
 
 // Converts a TOML node to the type the schema asks for. `key` is the
 // concrete key (a wildcard spec's instance), named in errors.
@@ -469,6 +460,18 @@ std::vector<std::filesystem::path> files_with_dropins(const std::filesystem::pat
   std::sort(dropins.begin(), dropins.end());
   out.insert(out.end(), dropins.begin(), dropins.end());
   return out;
+}
+
+const char* toml_type_name(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::table: return "table";
+    case toml::node_type::array: return "array";
+    case toml::node_type::string: return "string";
+    case toml::node_type::integer: return "integer";
+    case toml::node_type::floating_point: return "float";
+    case toml::node_type::boolean: return "boolean";
+    default: return "date/time";
+  }
 }
 
 }  // namespace symphony::config

@@ -14,20 +14,12 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "base/toml_names.h"
+
 namespace symphony::stage {
 namespace {
 
-const char* node_type_name(const toml::node& n) {
-  switch (n.type()) {
-    case toml::node_type::table: return "table";
-    case toml::node_type::array: return "array";
-    case toml::node_type::string: return "string";
-    case toml::node_type::integer: return "integer";
-    case toml::node_type::floating_point: return "float";
-    case toml::node_type::boolean: return "boolean";
-    default: return "date/time";
-  }
-}
+using config::toml_type_name;
 
 bool lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
 
@@ -91,7 +83,7 @@ Error field_error(std::string_view source, const toml::source_region& at, std::s
 Error wrong_type(std::string_view source, const toml::node& n, std::string_view path,
                  std::string_view expected) {
   return field_error(source, n.source(), path,
-                     fmt::format("expected {}, got {}", expected, node_type_name(n)));
+                     fmt::format("expected {}, got {}", expected, toml_type_name(n)));
 }
 
 // One TOML table being read: its keys are checked against the known ones,
@@ -286,7 +278,7 @@ Result<Param> parse_param(const Table& params, std::string_view name, const toml
     if (p.required) return t.error(*d, "default", "a required parameter takes no default");
     if (!default_fits(p.type, *d)) {
       return t.error(*d, "default", fmt::format("expected {} (the parameter's type), got {}",
-                                                to_string(p.type), node_type_name(*d)));
+                                                to_string(p.type), toml_type_name(*d)));
     }
     auto j = to_json(params.source(), *d, t.path_of("default"));
     if (!j) return std::move(j).error();
