@@ -29,56 +29,6 @@ constexpr std::size_t kMaxQueuedOps = 8;
 
 ErrorCode code_for(const Error& e) { return error_code_for(e.code()); }
 
-// Positional parameters with errors that name the method, the position and
-// what was expected.
-class Params {
- public:
-  explicit Params(const ipc::CallContext& call) : call_(call), arr_(call.params.via.array) {}
-
-  std::size_t size() const { return arr_.size; }
-  const msgpack::object* at(std::size_t i) const { return i < arr_.size ? &arr_.ptr[i] : nullptr; }
-
-  Result<std::string_view> string(std::size_t i, std::string_view what) const {
-    const auto* o = at(i);
-    if (o == nullptr || o->type != msgpack::type::STR) return bad(i, what, "a string");
-    return as_str(*o);
-  }
-  Result<std::span<const std::byte>> bytes(std::size_t i, std::string_view what) const {
-    const auto* o = at(i);
-    if (o == nullptr) return bad(i, what, "binary data");
-    if (o->type == msgpack::type::BIN) {
-      return std::span<const std::byte>(reinterpret_cast<const std::byte*>(o->via.bin.ptr), o->via.bin.size);
-    }
-    if (o->type == msgpack::type::STR) {  // clients without a bin type send text
-      return std::span<const std::byte>(reinterpret_cast<const std::byte*>(o->via.str.ptr), o->via.str.size);
-    }
-    return bad(i, what, "binary data");
-  }
-  Result<std::uint64_t> uint(std::size_t i, std::string_view what) const {
-    const auto* o = at(i);
-    if (o == nullptr || o->type != msgpack::type::POSITIVE_INTEGER) return bad(i, what, "a non-negative integer");
-    return o->via.u64;
-  }
-  std::optional<bool> opt_bool(std::size_t i) const {
-    const auto* o = at(i);
-    if (o == nullptr || o->type != msgpack::type::BOOLEAN) return std::nullopt;
-    return o->via.boolean;
-  }
-  Error bad(std::size_t i, std::string_view what, std::string_view expected) const {
-    return Error::invalid(fmt::format("{}: parameter {} ({}) must be {}", call_.method, i + 1, what, expected));
-  }
-
- private:
-  const ipc::CallContext& call_;
-  const msgpack::object_array& arr_;
-};
-
-Result<pit::ArtifactRef> parse_ref(const Params& p, std::size_t i) {
-  auto text = p.string(i, "artifact, NAME or NAME@VERSION");
-  if (!text) return std::move(text).error();
-  return pit::ArtifactRef::parse(*text);
-}
-
 // The options map of a put: {"name", "media_type", "kind", "producer":
 // {"workflow","step","extension"}, "inputs": [refs], "quality", "scorer"}.
 Result<pit::PutOptions> parse_put_options(std::string_view method, const msgpack::object* o,
@@ -783,7 +733,7 @@ void ArtifactService::pin(const ipc::CallContext& call, ipc::Responder& r, bool 
 void ArtifactService::gc(const ipc::CallContext& call, ipc::Responder& r) {
   Params p(call);
   if (p.size() > 0 && !p.opt_bool(0)) {
-    return r.fail(ErrorCode::invalid_params, "artifact.gc: parameter 1 (dry_run) must be a boolean");
+    return r.fail(ErrorCode::invalid_params, p.bad(0, "dry_run", "a boolean").message());
   }
   bool dry_run = p.opt_bool(0).value_or(false);
   workers_.submit([store = store_, dry_run, responder = hold(r)]() mutable -> ipc::Task {

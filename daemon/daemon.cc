@@ -243,15 +243,7 @@ void Daemon::reload() {
   std::string state_dir = config_.state_dir;
   ipc::LoopChoice loop = config_.loop;
   PitConfig pit = config_.pit;
-  const auto& f = fresh->pit;
-  bool stale_changed = f.stale.archive_dir != pit.stale.archive_dir || f.stale.remote_dir != pit.stale.remote_dir ||
-                       f.stale.leftover_min_age != pit.stale.leftover_min_age ||
-                       f.stale.slice_items != pit.stale.slice_items || f.stale.slice_time != pit.stale.slice_time;
-  if (f.dir != pit.dir || f.workers != pit.workers || f.max_batch != pit.max_batch || f.gc_grace != pit.gc_grace ||
-      f.gc_interval != pit.gc_interval || f.batch_delay != pit.batch_delay ||
-      f.max_artifact_size != pit.max_artifact_size || f.conflict_policy != pit.conflict_policy ||
-      f.conflict_fallback != pit.conflict_fallback || f.stale_interval != pit.stale_interval ||
-      f.retention != pit.retention || f.pool != pit.pool || stale_changed) {
+  if (fresh->pit != pit) {
     spdlog::warn("pit.* changed; takes effect after a restart");
   }
   config_ = std::move(*fresh);

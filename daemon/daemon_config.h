@@ -62,6 +62,7 @@ struct PitConfig {
   std::string conflict_policy = "keep_both";
   std::string conflict_fallback = "keep_both";
   PoolServiceConfig pool;
+  friend bool operator==(const PitConfig&, const PitConfig&) = default;
   // Bytes per artifact.upload_chunk / artifact.read: 4 MiB, or less so a
   // chunk always fits ipc.max_message_size.
   std::size_t max_chunk = 4 * 1024 * 1024;

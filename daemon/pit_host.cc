@@ -168,14 +168,11 @@ void PitHost::schedule_stale(std::chrono::nanoseconds delay) {
 }
 
 void PitHost::stale_method(const ipc::CallContext& call, ipc::Responder& r) {
-  const auto& params = call.params.via.array;
-  bool dry_run = false;
-  if (params.size > 0) {
-    if (params.ptr[0].type != msgpack::type::BOOLEAN) {
-      return r.fail(ipc::rpc::ErrorCode::invalid_params, "pit.stale: parameter 1 (dry_run) must be a boolean");
-    }
-    dry_run = params.ptr[0].via.boolean;
+  Params p(call);
+  if (p.size() > 0 && !p.opt_bool(0)) {
+    return r.fail(ipc::rpc::ErrorCode::invalid_params, p.bad(0, "dry_run", "a boolean").message());
   }
+  bool dry_run = p.opt_bool(0).value_or(false);
   auto responder = hold(r);
   pit::stale::SliceBudget budget{config_.stale.slice_items, config_.stale.slice_time};
   workers_->submit([stale = stale_.get(), dry_run, budget, responder]() -> ipc::Task {
@@ -232,12 +229,7 @@ void PitHost::stale_method(const ipc::CallContext& call, ipc::Responder& r) {
 }
 
 void PitHost::restore_method(const ipc::CallContext& call, ipc::Responder& r) {
-  const auto& params = call.params.via.array;
-  if (params.size < 1 || params.ptr[0].type != msgpack::type::STR) {
-    return r.fail(ipc::rpc::ErrorCode::invalid_params,
-                  "artifact.restore: parameter 1 (artifact, NAME or NAME@VERSION) must be a string");
-  }
-  auto ref = pit::ArtifactRef::parse(std::string_view(params.ptr[0].via.str.ptr, params.ptr[0].via.str.size));
+  auto ref = parse_ref(Params(call), 0);
   if (!ref) return r.fail(ipc::rpc::ErrorCode::invalid_params, ref.error().message());
   auto responder = hold(r);
   workers_->submit([stale = stale_.get(), store = store_, ref = std::move(*ref), responder]() -> ipc::Task {

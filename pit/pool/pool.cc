@@ -103,6 +103,15 @@ struct Pool::Model {
   std::uint64_t expected_bytes;  // the last measured size, for the next reservation
   std::vector<std::deque<Waiter*>> queues;  // per priority class
   DeficitRoundRobin drr;
+
+  // Some instance is loading, loaded or on its way down (not unloaded or failed).
+  bool has_live_instance() const {
+    for (std::uint32_t k = 0; k < slot_count; ++k) {
+      InstanceState st = state_of(slots[k].word.load());
+      if (st != InstanceState::unloaded && st != InstanceState::failed) return true;
+    }
+    return false;
+  }
 };
 
 struct Pool::Device {
@@ -692,12 +701,7 @@ Result<void> Pool::prewarm(std::span<const ModelId> models) {
       if (!first) first = Error::invalid(fmt::format("pool: unknown model id {}", id.value));
       continue;
     }
-    bool live = false;
-    for (std::uint32_t k = 0; k < m->slot_count; ++k) {
-      InstanceState st = state_of(m->slots[k].word.load());
-      if (st != InstanceState::unloaded && st != InstanceState::failed) live = true;
-    }
-    if (live) continue;
+    if (m->has_live_instance()) continue;
     auto free = free_slot_locked(*m, config_.clock());
     if (!free) continue;  // failed and in backoff: check_health will retry
     if (auto r = load_locked(lk, *m, LoadKind::prewarm, *free, 0); !r && !first) first = std::move(r).error();
@@ -786,12 +790,7 @@ std::size_t Pool::maintain() {
   for (const Prediction& t : targets) {
     Model* m = model_at(t.model);
     if (m == nullptr) continue;
-    bool live = false;
-    for (std::uint32_t k = 0; k < m->slot_count; ++k) {
-      InstanceState st = state_of(m->slots[k].word.load());
-      if (st != InstanceState::unloaded && st != InstanceState::failed) live = true;
-    }
-    if (live) continue;
+    if (m->has_live_instance()) continue;
     auto free = free_slot_locked(*m, config_.clock());
     if (!free) continue;
     if (load_locked(lk, *m, LoadKind::predicted, *free, t.probability)) ++started;

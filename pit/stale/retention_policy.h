@@ -66,6 +66,7 @@ struct StaleSettings {
   std::chrono::seconds leftover_min_age{3600};
   std::size_t slice_items = 64;
   std::chrono::milliseconds slice_time{20};
+  friend bool operator==(const StaleSettings&, const StaleSettings&) = default;
 };
 StaleSettings stale_settings(const config::Config& config);
 
