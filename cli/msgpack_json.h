@@ -1,13 +1,10 @@
-// Converts msgpack objects from the daemon into JSON for `--json` output.
-// Binary data becomes a lowercase hex string; extension types become
-// {"ext_type": N, "hex": "…"}.
+// symphonyctl's name for the msgpack → JSON conversion (ipc/msgpack_json.h).
 #pragma once
 
-#include <msgpack.hpp>
-#include <nlohmann/json.hpp>
+#include "ipc/msgpack_json.h"
 
 namespace symphony::cli {
 
-nlohmann::json to_json(const msgpack::object& obj);
+using ipc::to_json;
 
 }  // namespace symphony::cli

@@ -16,6 +16,9 @@
 #include <vector>
 
 #include "cli/artifact_cmd.h"
+#include "cli/ext_cmd.h"
+#include "cli/ext_run_cmd.h"
+#include "cli/workflow_cmd.h"
 #include "cli/ctl.h"
 #include "cli/msgpack_json.h"
 #include "base/paths.h"
@@ -195,6 +198,9 @@ int main(int argc, char** argv) {
   // Global flags are accepted after the subcommand too (symphonyctl status --json).
   for (auto* sub : {status, version, ping}) sub->fallthrough();
   auto run_artifact = cli::add_artifact_commands(app, g);
+  auto run_ext = cli::add_ext_commands(app, g);
+  auto run_ext_run = cli::add_ext_run_command(app, g);
+  auto run_workflow = cli::add_workflow_commands(app, g);
 
   try {
     app.parse(argc, argv);
@@ -212,5 +218,8 @@ int main(int argc, char** argv) {
   if (version->parsed()) return cmd_version(g);
   if (ping->parsed()) return cmd_ping(g, count, size);
   if (int rc = run_artifact(); rc >= 0) return rc;
+  if (int rc = run_ext_run(); rc >= 0) return rc;
+  if (int rc = run_ext(); rc >= 0) return rc;
+  if (int rc = run_workflow(); rc >= 0) return rc;
   return kUsage;
 }

@@ -47,6 +47,8 @@ Daemon::Daemon(ConfigSources sources, DaemonConfig config)
       started_(std::chrono::steady_clock::now()) {}
 
 Daemon::~Daemon() {
+  workflows_.reset();  // stops its steps and extension instances first
+  ext_.reset();  // its worker may be using the registry
   pit_.reset();  // uses the loop's timers and answers through the server
   server_.reset();
   loop_.reset();
@@ -78,6 +80,11 @@ Result<void> Daemon::start() {
                            launcher_.get());
   if (!pit) return std::move(pit).error();
   pit_ = std::move(*pit);
+  if (auto r = open_registry(); !r) return r;
+  auto workflows = WorkflowService::create(*server_, launcher_.get(), *registry_, pit_->store(), pit_->dag(),
+                                           config_.stage, config_.server.limits);
+  if (!workflows) return std::move(workflows).error().wrap("workflows");
+  workflows_ = std::move(*workflows);
   register_methods();
   if (auto r = open_listener(); !r) return r;
   watch_signals();
@@ -130,6 +137,23 @@ void Daemon::register_methods() {
     r.reply_with([this](ipc::rpc::Packer& pk) { pack_status(pk); });
   });
   pit_->register_methods();
+  ext_->register_methods();
+  workflows_->register_methods();
+}
+
+Result<void> Daemon::open_registry() {
+  stage::RegistryOptions options;
+  options.writable_root = config_.stage.dir.empty() ? std::filesystem::path(config_.state_dir) / "extensions"
+                                                    : std::filesystem::path(config_.stage.dir);
+  for (const auto& d : config_.stage.system_dirs) options.system_dirs.emplace_back(d);
+  auto opened = stage::Registry::open(std::move(options));
+  if (!opened) return std::move(opened).error().wrap("stage.dir");
+  for (const auto& w : opened->warnings) spdlog::warn("extensions: {}", w);
+  registry_ = std::move(opened->registry);
+  auto ext = ExtService::create(*server_, *registry_);
+  if (!ext) return std::move(ext).error();
+  ext_ = std::move(*ext);
+  return ok();
 }
 
 void Daemon::open_sandbox() {
@@ -156,7 +180,7 @@ void Daemon::pack_status(ipc::rpc::Packer& pk) const {
   using namespace std::chrono;
   auto uptime = duration_cast<milliseconds>(steady_clock::now() - started_).count();
   const auto& stats = server_->stats();
-  pk.pack_map(20);
+  pk.pack_map(21);
   auto kv = [&](std::string_view k, const auto& v) {
     pk.pack(k);
     pk.pack(v);
@@ -183,6 +207,7 @@ void Daemon::pack_status(ipc::rpc::Packer& pk) const {
   kv("cgroup_layout", cgroup_layout_);
   kv("sandbox", sandbox_status_);
   kv("pit", pit_->summary());
+  kv("workflows", workflows_->summary());
 }
 
 std::string Daemon::status_line() const {

@@ -8,6 +8,8 @@
 
 #include "base/log.h"
 #include "daemon/daemon_config.h"
+#include "daemon/ext_service.h"
+#include "daemon/workflow_service.h"
 #include "daemon/pit_host.h"
 #include "ipc/event_loop.h"
 #include "ipc/rpc_server.h"
@@ -26,12 +28,17 @@ class Daemon {
   // Serves until SIGTERM or SIGINT, then drains and returns.
   Result<void> run();
 
+  // The extension registry (stage.dir and stage.system_dirs), owned by the
+  // daemon for its whole life; never null after create().
+  stage::Registry* registry() { return registry_.get(); }
+
  private:
   Daemon(ConfigSources sources, DaemonConfig config);
   Result<void> start();
   Result<void> open_listener();
   void register_methods();
   void open_sandbox();
+  Result<void> open_registry();
   void watch_signals();
   void on_signal(int signo);
   void reload();
@@ -55,6 +62,9 @@ class Daemon {
   std::string sandbox_status_;
   std::string cgroup_layout_;
   std::unique_ptr<PitHost> pit_;
+  std::unique_ptr<stage::Registry> registry_;
+  std::unique_ptr<WorkflowService> workflows_;
+  std::unique_ptr<ExtService> ext_;
 };
 
 }  // namespace symphony::daemon

@@ -90,6 +90,28 @@ const config::Schema& daemon_schema() {
            "Leases one instance serves at the same time."});
     s.add({"pit.models.*.pinned", Type::boolean, false, {}, {}, {},
            "Keep one instance loaded from start and never evict it."});
+    s.add({"stage.system_dirs", Type::string_list, config::StringList{SYMPHONY_DATADIR "/extensions"}, {}, {}, {},
+           "Read-only directories of bundled extensions (one subdirectory per extension), searched after stage.dir."});
+    s.add({"stage.dir", Type::string, std::string(""), {}, {}, {},
+           "Where symphonyctl ext install puts extensions; empty means <daemon.state_dir>/extensions."});
+    s.add({"stage.python_sdk_dir", Type::string, std::string(SYMPHONY_DATADIR "/python"), {}, {}, {},
+           "The Python extension SDK's directory: bound read-only into every extension's sandbox and put on PYTHONPATH."});
+    s.add({"stage.heartbeat_ms", Type::integer, std::int64_t{1000}, 10, 600'000, {},
+           "How often an extension instance sends ext.heartbeat, in milliseconds (told in the handshake)."});
+    s.add({"stage.heartbeat_timeout_ms", Type::integer, std::int64_t{5000}, 50, 3'600'000, {},
+           "An instance silent this long is considered hung and is killed, in milliseconds."});
+    s.add({"stage.handshake_timeout_ms", Type::integer, std::int64_t{10'000}, 50, 600'000, {},
+           "How long a new instance has to send ext.hello, in milliseconds."});
+    s.add({"stage.cancel_grace_ms", Type::integer, std::int64_t{2000}, 0, 600'000, {},
+           "How long an instance has to answer step.cancel or ext.shutdown before it is killed, in milliseconds."});
+    s.add({"stage.idle_timeout_s", Type::integer, std::int64_t{300}, 0, 86'400, {},
+           "Idle extension instances are shut down after this many seconds; 0 keeps them."});
+    s.add({"stage.max_instances", Type::integer, std::int64_t{4}, 1, 256, {},
+           "Most instances of one extension version (per workspace) running at once."});
+    s.add({"conductor.max_parallel", Type::integer, std::int64_t{8}, 1, 4096, {},
+           "Most steps the Conductor runs at the same time, over all workflows."});
+    s.add({"conductor.strategy", Type::string, std::string("parallel"), {}, {}, {"parallel", "sequential"},
+           "How the Conductor schedules ready steps: parallel (critical path first) or sequential (one at a time)."});
     return s;
   }();
   return schema;
@@ -183,6 +205,24 @@ Result<DaemonConfig> load_daemon_config(const ConfigSources& sources) {
   out.pit.conflict_policy = cfg.get_string("pit.conflict_policy");
   out.pit.conflict_fallback = cfg.get_string("pit.conflict_merge_fallback");
   out.pit.max_chunk = std::min<std::size_t>(out.pit.max_chunk, out.server.limits.max_message_size / 2);
+  for (auto& d : cfg.get_list("stage.system_dirs")) {
+    if (!d.empty()) out.stage.system_dirs.push_back(d);
+  }
+  out.stage.dir = cfg.get_string("stage.dir");
+  out.stage.python_sdk_dir = cfg.get_string("stage.python_sdk_dir");
+  out.stage.heartbeat = std::chrono::milliseconds(cfg.get_int("stage.heartbeat_ms"));
+  out.stage.heartbeat_timeout = std::chrono::milliseconds(cfg.get_int("stage.heartbeat_timeout_ms"));
+  out.stage.handshake_timeout = std::chrono::milliseconds(cfg.get_int("stage.handshake_timeout_ms"));
+  out.stage.cancel_grace = std::chrono::milliseconds(cfg.get_int("stage.cancel_grace_ms"));
+  out.stage.idle_timeout = std::chrono::seconds(cfg.get_int("stage.idle_timeout_s"));
+  out.stage.max_instances = static_cast<std::uint32_t>(cfg.get_int("stage.max_instances"));
+  out.stage.max_parallel = static_cast<std::uint32_t>(cfg.get_int("conductor.max_parallel"));
+  out.stage.strategy = cfg.get_string("conductor.strategy");
+  if (out.stage.heartbeat_timeout <= out.stage.heartbeat) {
+    return Error::invalid("stage.heartbeat_timeout_ms (" + std::to_string(out.stage.heartbeat_timeout.count()) +
+                          ") must be greater than stage.heartbeat_ms (" +
+                          std::to_string(out.stage.heartbeat.count()) + ")");
+  }
   if (auto lvl = log::parse_level(out.log_level); !lvl) return std::move(lvl).error();
   return out;
 }

@@ -68,6 +68,25 @@ struct PitConfig {
   std::size_t max_chunk = 4 * 1024 * 1024;
 };
 
+// The Grand Stage's settings (stage.* keys): where extensions are installed
+// and how the extension host treats instances (docs/extension-protocol.md).
+struct StageConfig {
+  // Read-only roots of bundled extensions (the package's), searched after
+  // the writable one; empty entries are skipped.
+  std::vector<std::string> system_dirs;
+  std::string dir;             // where `ext install` puts extensions; empty: <state_dir>/extensions
+  std::string python_sdk_dir;  // bound read-only into every sandbox, on PYTHONPATH
+  std::chrono::milliseconds heartbeat{1000};
+  std::chrono::milliseconds heartbeat_timeout{5000};
+  std::chrono::milliseconds handshake_timeout{10000};
+  std::chrono::milliseconds cancel_grace{2000};
+  std::chrono::seconds idle_timeout{300};
+  std::uint32_t max_instances = 4;  // per extension version and workspace
+  std::uint32_t max_parallel = 8;   // steps the Conductor runs at once, over all workflows
+  std::string strategy = "parallel";
+  friend bool operator==(const StageConfig&, const StageConfig&) = default;
+};
+
 struct DaemonConfig {
   std::string log_level;
   std::string socket;
@@ -81,6 +100,7 @@ struct DaemonConfig {
   std::vector<std::string> allow_groups;
   std::int64_t drain_timeout_ms = 5000;
   PitConfig pit;
+  StageConfig stage;
   std::vector<std::filesystem::path> files;  // config files read, in order
   std::filesystem::path main_file;
 };

@@ -40,6 +40,10 @@ class PitHost {
   PitHost& operator=(const PitHost&) = delete;
 
   void register_methods();
+  pit::ArtifactStore& store() { return *store_; }
+  // Workflows (the Conductor's runs) live here; journaled in batches, made
+  // durable by flush() once per event-loop turn.
+  pit::dag::DagTracker& dag() { return *dag_; }
   // One line for the daemon's status: where the Pit lives and what it holds.
   std::string summary() const;
 

@@ -10,25 +10,9 @@
 
 #include <fmt/format.h>
 
-namespace symphony::daemon {
+#include "sandbox/process_tree.h"
 
-std::uint64_t tree_rss(int pid) {
-  std::uint64_t total = 0;
-  std::vector<int> todo{pid};
-  const long page = ::sysconf(_SC_PAGESIZE);
-  while (!todo.empty()) {
-    int p = todo.back();
-    todo.pop_back();
-    std::ifstream statm("/proc/" + std::to_string(p) + "/statm");
-    std::uint64_t size = 0, resident = 0;
-    if (statm >> size >> resident) total += resident * static_cast<std::uint64_t>(page);
-    // Children of every thread (CONFIG_PROC_CHILDREN).
-    std::ifstream children("/proc/" + std::to_string(p) + "/task/" + std::to_string(p) + "/children");
-    int c;
-    while (children >> c) todo.push_back(c);
-  }
-  return total;
-}
+namespace symphony::daemon {
 
 SandboxModelLoader::SandboxModelLoader(sandbox::Launcher* launcher, std::vector<ModelCommand> commands)
     : launcher_(launcher), commands_(std::move(commands)) {}
@@ -70,7 +54,7 @@ Result<pit::pool::Loaded> SandboxModelLoader::load(const pit::pool::ModelSpec& m
   std::uint64_t id = next_++;
   int pid = (*child)->pid();
   children_[id] = std::move(*child);
-  return pit::pool::Loaded{pit::pool::InstanceId{id}, pit::pool::Bytes{tree_rss(pid)}};
+  return pit::pool::Loaded{pit::pool::InstanceId{id}, pit::pool::Bytes{sandbox::tree_rss(pid)}};
 }
 
 Result<void> SandboxModelLoader::unload(pit::pool::InstanceId instance) {
@@ -102,7 +86,7 @@ Result<pit::pool::Bytes> SandboxModelLoader::measure_memory(const std::string& d
   if (device != "host") return Error::described(ENODEV, "no memory measurement for device '" + device + "'");
   std::lock_guard lock(mu_);
   std::uint64_t total = 0;
-  for (const auto& [id, child] : children_) total += tree_rss(child->pid());
+  for (const auto& [id, child] : children_) total += sandbox::tree_rss(child->pid());
   return pit::pool::Bytes{total};
 }
 

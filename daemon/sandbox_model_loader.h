@@ -46,7 +46,4 @@ class SandboxModelLoader final : public pit::pool::Loader {
   std::uint64_t next_ = 1;
 };
 
-// Resident memory of `pid` and all its descendants, in bytes (0 when gone).
-std::uint64_t tree_rss(int pid);
-
 }  // namespace symphony::daemon

@@ -271,6 +271,19 @@ void Responder::reply_with(const std::function<void(rpc::Packer&)>& pack) {
   conn->enqueued();
 }
 
+void Responder::notify(std::string_view method, const std::function<void(rpc::Packer&)>& pack) {
+  if (!pending_) return;
+  auto conn = conn_.lock();
+  if (!conn || conn->closed()) return;
+  rpc::Packer pk(conn->out());
+  pk.pack_array(3);
+  pk.pack(static_cast<int>(rpc::MessageType::notification));
+  pk.pack(method);
+  pk.pack_array(1);
+  pack(pk);
+  conn->enqueued();
+}
+
 void Responder::fail(rpc::ErrorCode code, std::string_view message) {
   if (!pending_) return;
   pending_ = false;

@@ -56,6 +56,10 @@ class Responder {
     reply_with([&](rpc::Packer& pk) { pk.pack(value); });
   }
   void fail(rpc::ErrorCode code, std::string_view message);
+  // Before the answer: sends the notification [2, method, [obj]] on the
+  // asking connection, `pack` packing obj (a request that streams events,
+  // such as workflow.watch). A no-op once answered or disconnected.
+  void notify(std::string_view method, const std::function<void(rpc::Packer&)>& pack);
   bool pending() const { return pending_; }
   // Whether the connection that asked is still open (a method that answers
   // late can drop what it would have handed over).

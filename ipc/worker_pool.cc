@@ -123,6 +123,17 @@ void WorkerPool::submit(Job job) {
   shared_->cv.notify_one();
 }
 
+void WorkerPool::post(Task task) {
+  std::lock_guard lock(shared_->mu);
+  if (shared_->stopping) return;
+  bool first = shared_->done.empty();
+  shared_->done.push_back(std::move(task));
+  if (first) {
+    std::uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(shared_->wake.get(), &one, sizeof(one));
+  }
+}
+
 std::size_t WorkerPool::threads() const { return shared_->workers.size(); }
 
 std::size_t WorkerPool::queued() const {

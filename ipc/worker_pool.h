@@ -31,6 +31,10 @@ class WorkerPool {
   // Queues `job`; jobs start in submission order (they may finish in any
   // order when there is more than one thread).
   void submit(Job job);
+  // Runs `task` on the loop's thread soon; callable from any thread (a job
+  // reporting progress before its completion). Dropped once the pool is
+  // being destroyed.
+  void post(Task task);
 
   std::size_t threads() const;
   std::size_t queued() const;  // submitted, not yet started

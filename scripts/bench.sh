@@ -9,16 +9,20 @@
 # spawn and the zygote side by side (needs root, like the sandbox itself).
 # The Pit's benchmarks (artifact store, DAG tracker, pool, arbiter) each
 # run their hot path against a baseline in the same process.
-#   scripts/bench.sh [rpc|sandbox|pit] [extra Google Benchmark flags]
+# The Grand Stage benchmark runs 10,000 no-op workflow steps through the
+# Conductor and sandboxed chaos extension instances against the same
+# Conductor with an in-process executor, and an extension's cold start
+# against bubblewrap (needs root, like the sandbox).
+#   scripts/bench.sh [rpc|sandbox|pit|stage] [extra Google Benchmark flags]
 set -euo pipefail
 which=all
-case "${1:-}" in rpc|sandbox|pit) which=$1; shift ;; esac
+case "${1:-}" in rpc|sandbox|pit|stage) which=$1; shift ;; esac
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
 [ -f build-bench/build.ninja ] || meson setup build-bench --buildtype=release -Db_ndebug=true
 ninja -C build-bench daemon/symphonyd tests/bench/rpc_bench tests/bench/sandbox_bench \
   tests/pit/artifacts/pit_artifacts_bench tests/pit/dag/pit_dag_bench tests/pit/pool/pit_pool_bench \
-  tests/pit/arbiter/pit_arbiter_bench
+  tests/pit/arbiter/pit_arbiter_bench tests/bench/stage_bench tests/stage/chaos_ext/symphony-ext-chaos
 flags=(--benchmark_repetitions=5 --benchmark_enable_random_interleaving=true
        --benchmark_min_time=0.5 --benchmark_report_aggregates_only=true "$@")
 export SYMPHONYD=build-bench/daemon/symphonyd
@@ -39,4 +43,9 @@ for b in artifacts dag pool arbiter; do
   build-bench/tests/pit/$b/pit_${b}_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
     "$@" | tee build-bench/pit_${b}_bench.txt
 done
+fi
+if [ "$which" = all ] || [ "$which" = stage ]; then
+echo "==> Grand Stage: 10,000 no-op steps end to end, extension cold start against bubblewrap"
+SYMPHONY_CHAOS_EXT_DIR="$PWD/build-bench/tests/stage/chaos_ext" build-bench/tests/bench/stage_bench \
+  "${flags[@]}" | tee build-bench/stage_bench.txt
 fi

@@ -13,11 +13,13 @@ build_pkgs=(
   liburing-dev libsystemd-dev nlohmann-json3-dev
   libseccomp-dev
   libssl-dev libsqlite3-dev libzstd-dev libgit2-dev
+  libtorch-dev
   python3 python3-msgpack
 )
 test_pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-pynvim
+  python3-torch
   clang libclang-rt-14-dev
   systemd dbus
   bubblewrap

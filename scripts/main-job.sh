@@ -3,8 +3,10 @@
 # build, start symphonyd in user mode in a private temporary runtime
 # directory, show `symphonyctl status` and a `symphonyctl ping` run, the
 # sandbox, and the Pit (a durable artifact put and get, versions, a write
-# conflict, a pooled model, `pit stats`), then stop the daemon cleanly
-# (SIGTERM → drain → exit 0).
+# conflict, a pooled model, `pit stats`), then run a workflow: the bundled
+# git and code extensions, each in its own sandbox, analyse Symphony's own
+# source tree and write a report artifact, which is printed. Then the daemon
+# stops cleanly (SIGTERM → drain → exit 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +14,8 @@ scripts/install-deps.sh build
 if [ ! -f build/build.ninja ]; then
   meson setup build --buildtype=release >/dev/null
 fi
-ninja -C build daemon/symphonyd cli/symphonyctl sandbox/symphony-sandbox
+ninja -C build daemon/symphonyd cli/symphonyctl sandbox/symphony-sandbox \
+  extensions/fs/symphony-ext-fs extensions/git/symphony-ext-git extensions/code/symphony-ext-code
 
 work=$(mktemp -d /tmp/symphony-main-job.XXXXXX)
 daemon_pid=
@@ -26,10 +29,16 @@ export XDG_RUNTIME_DIR=$work/run XDG_CONFIG_HOME=$work/config XDG_STATE_HOME=$wo
 mkdir -p -m 0700 "$XDG_RUNTIME_DIR"
 # One model for the pool manager: a plain program, run in its own sandbox.
 mkdir -p "$XDG_CONFIG_HOME/symphony"
-cat > "$XDG_CONFIG_HOME/symphony/symphonyd.toml" <<'TOML'
+# The bundled extensions from the build tree (an installed Symphony finds
+# them under /usr/share/symphony/extensions).
+cat > "$XDG_CONFIG_HOME/symphony/symphonyd.toml" <<TOML
 [pit.models.sleeper]
 command = ["/bin/sleep", "600"]
 memory_mb = 64
+
+[stage]
+system_dirs = ["$PWD/build/extensions"]
+python_sdk_dir = "$PWD/sdk/python"
 TOML
 ctl=build/cli/symphonyctl
 
@@ -93,6 +102,18 @@ for what in ("cold", "warm"):
 PY
 echo "==> symphonyctl --user pit stats (artifacts and pool)"
 $ctl --user --json pit stats | /usr/bin/python3 -c 'import json,sys; s=json.load(sys.stdin); print({k: s["artifacts"][k] for k in ("names","versions","blobs","puts","commit_batches")}); print({k: s["pool"][k] for k in ("models","hits","misses","host_held_bytes")})'
+
+echo "==> the Grand Stage: the extensions it found (bundled)"
+$ctl --user ext ls
+echo "==> symphonyctl run examples/workflows/analyze-source.toml on Symphony's own source tree"
+$ctl --user run examples/workflows/analyze-source.toml --workspace "$PWD"
+run=$($ctl --user --json workflow ls | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["run"])')
+$ctl --user workflow show "$run"
+report=$($ctl --user --json workflow show "$run" | /usr/bin/python3 -c \
+  'import json,sys; print(next(o for o in json.load(sys.stdin)["outputs"] if "/report/report@" in o))')
+echo "==> the report artifact $report (first 40 lines)"
+$ctl --user artifact get "$report" -o "$work/report.md"
+head -40 "$work/report.md"
 
 echo "==> stopping symphonyd (SIGTERM)"
 kill -TERM "$daemon_pid"

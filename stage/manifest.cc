@@ -15,6 +15,7 @@
 #include <toml++/toml.h>
 
 #include "base/toml_names.h"
+#include "stage/toml_table.h"
 
 namespace symphony::stage {
 namespace {
@@ -69,90 +70,10 @@ bool valid_media_type(std::string_view s) {
          std::all_of(s.begin() + slash + 1, s.end(), ok);
 }
 
-std::string location(std::string_view source, const toml::source_region& r) {
-  if (r.begin.line == 0) return std::string(source);
-  if (r.begin.column == 0) return fmt::format("{}:{}", source, r.begin.line);
-  return fmt::format("{}:{}:{}", source, r.begin.line, r.begin.column);
-}
-
-Error field_error(std::string_view source, const toml::source_region& at, std::string_view path,
-                  std::string_view what) {
-  return Error::invalid(fmt::format("{}: {}: {}", location(source, at), path, what));
-}
-
-Error wrong_type(std::string_view source, const toml::node& n, std::string_view path,
-                 std::string_view expected) {
-  return field_error(source, n.source(), path,
-                     fmt::format("expected {}, got {}", expected, toml_type_name(n)));
-}
-
-// One TOML table being read: its keys are checked against the known ones,
-// and each accessor reports errors at the value's position under `path`.
-class Table {
+// The shared reader, with the one accessor only manifests need.
+class Table : public TomlTable {
  public:
-  Table(std::string_view source, const toml::table& table, std::string path)
-      : source_(source), table_(table), path_(std::move(path)) {}
-
-  std::string path_of(std::string_view key) const {
-    return path_.empty() ? std::string(key) : fmt::format("{}.{}", path_, key);
-  }
-  std::string_view source() const { return source_; }
-  Error error(const toml::node& at, std::string_view key, std::string_view what) const {
-    return field_error(source_, at.source(), path_of(key), what);
-  }
-
-  Result<void> only(std::initializer_list<std::string_view> known) const {
-    for (const auto& [key, node] : table_) {
-      if (std::find(known.begin(), known.end(), key.str()) != known.end()) continue;
-      const auto& at = key.source().begin.line ? key.source() : node.source();
-      return field_error(source_, at, path_of(key.str()),
-                         fmt::format("unknown field (expected one of: {})", fmt::join(known, ", ")));
-    }
-    return ok();
-  }
-
-  const toml::node* get(std::string_view key) const { return table_.get(key); }
-
-  Error missing(std::string_view key) const {
-    // The root table's position (1:1) would point at whatever comes first.
-    if (path_.empty()) return Error::invalid(fmt::format("{}: {}: missing required field", source_, key));
-    return field_error(source_, table_.source(), path_of(key), "missing required field");
-  }
-
-  // Absent: nullopt (or the `missing` error when required).
-  Result<std::optional<std::string>> string(std::string_view key, bool required = false) const {
-    const toml::node* n = get(key);
-    if (!n) {
-      if (required) return missing(key);
-      return std::optional<std::string>();
-    }
-    auto s = n->as_string();
-    if (!s) return wrong_type(source_, *n, path_of(key), "string");
-    return std::optional<std::string>(s->get());
-  }
-
-  Result<std::optional<bool>> boolean(std::string_view key) const {
-    const toml::node* n = get(key);
-    if (!n) return std::optional<bool>();
-    auto b = n->as_boolean();
-    if (!b) return wrong_type(source_, *n, path_of(key), "boolean");
-    return std::optional<bool>(b->get());
-  }
-
-  // Absent: nullptr.
-  Result<const toml::table*> table(std::string_view key) const {
-    const toml::node* n = get(key);
-    if (!n) return static_cast<const toml::table*>(nullptr);
-    if (!n->is_table()) return wrong_type(source_, *n, path_of(key), "table");
-    return n->as_table();
-  }
-
-  Result<const toml::array*> array(std::string_view key) const {
-    const toml::node* n = get(key);
-    if (!n) return static_cast<const toml::array*>(nullptr);
-    if (!n->is_array()) return wrong_type(source_, *n, path_of(key), "array");
-    return n->as_array();
-  }
+  using TomlTable::TomlTable;
 
   // An array of strings; absent: empty.
   Result<std::vector<std::string>> strings(std::string_view key) const {
@@ -163,16 +84,11 @@ class Table {
     for (std::size_t i = 0; i < (*arr)->size(); ++i) {
       const toml::node& item = *(*arr)->get(i);
       auto s = item.as_string();
-      if (!s) return wrong_type(source_, item, fmt::format("{}[{}]", path_of(key), i), "string");
+      if (!s) return toml_wrong_type(source(), item, fmt::format("{}[{}]", path_of(key), i), "string");
       out.push_back(s->get());
     }
     return out;
   }
-
- private:
-  std::string_view source_;
-  const toml::table& table_;
-  std::string path_;
 };
 
 // The tables of an array ([[capabilities]] or [{...}, {...}]).
@@ -184,7 +100,7 @@ Result<std::vector<const toml::table*>> tables_of(const Table& parent, std::stri
   for (std::size_t i = 0; i < (*arr)->size(); ++i) {
     const toml::node& item = *(*arr)->get(i);
     if (!item.is_table()) {
-      return wrong_type(parent.source(), item, fmt::format("{}[{}]", parent.path_of(key), i),
+      return toml_wrong_type(parent.source(), item, fmt::format("{}[{}]", parent.path_of(key), i),
                         "table");
     }
     out.push_back(item.as_table());
@@ -229,7 +145,7 @@ Result<nlohmann::json> to_json(std::string_view source, const toml::node& n, con
       return out;
     }
     default:
-      return field_error(source, n.source(), path, "dates and times are not parameter values");
+      return toml_field_error(source, n.source(), path, "dates and times are not parameter values");
   }
 }
 
@@ -251,7 +167,7 @@ Result<Param> parse_param(const Table& params, std::string_view name, const toml
   if (!valid_identifier(name)) {
     return params.error(node, name, "parameter names are [a-z][a-z0-9_]*, at most 64 characters");
   }
-  if (!node.is_table()) return wrong_type(params.source(), node, path, "table");
+  if (!node.is_table()) return toml_wrong_type(params.source(), node, path, "table");
   Table t(params.source(), *node.as_table(), path);
   if (auto r = t.only({"type", "required", "default", "description"}); !r) return r.error();
   Param p;
@@ -417,7 +333,7 @@ Result<Permissions> parse_permissions(std::string_view source, const toml::table
     auto cleaned = clean_segments(d);
     if (d.rfind("/dev/", 0) != 0 || !cleaned || "/" + *cleaned != d || d.size() <= 5) {
       const toml::node& at = *t.get("devices")->as_array()->get(i);
-      return field_error(source, at.source(), fmt::format("permissions.devices[{}]", i),
+      return toml_field_error(source, at.source(), fmt::format("permissions.devices[{}]", i),
                          fmt::format("'{}' is not a normalised path under /dev/", d));
     }
   }
@@ -471,7 +387,7 @@ Result<std::optional<sandbox::Bytes>> size_field(const Table& t, std::string_vie
   } else if (auto s = n->as_string()) {
     bytes = parse_size(s->get());
   } else {
-    return wrong_type(t.source(), *n, t.path_of(key), "integer (bytes) or string (\"512M\")");
+    return toml_wrong_type(t.source(), *n, t.path_of(key), "integer (bytes) or string (\"512M\")");
   }
   if (!bytes || *bytes == 0) {
     return t.error(*n, key, "expected a positive size: bytes, or a number with K, M, G or T");
@@ -487,7 +403,7 @@ Result<Limits> parse_limits(std::string_view source, const toml::table& table) {
     double cpu = 0;
     if (auto i = n->as_integer()) cpu = static_cast<double>(i->get());
     else if (auto f = n->as_floating_point()) cpu = f->get();
-    else return wrong_type(source, *n, "limits.cpu", "number");
+    else return toml_wrong_type(source, *n, "limits.cpu", "number");
     if (!(cpu >= 0.01 && cpu <= 4096)) {
       return t.error(*n, "cpu", fmt::format("must be between 0.01 and 4096 CPUs, got {}", cpu));
     }
@@ -501,7 +417,7 @@ Result<Limits> parse_limits(std::string_view source, const toml::table& table) {
   l.gpu_memory = *gpu_memory;
   if (const toml::node* n = t.get("pids")) {
     auto i = n->as_integer();
-    if (!i) return wrong_type(source, *n, "limits.pids", "integer");
+    if (!i) return toml_wrong_type(source, *n, "limits.pids", "integer");
     if (i->get() < 1) return t.error(*n, "pids", fmt::format("must be at least 1, got {}", i->get()));
     l.pids = static_cast<std::uint64_t>(i->get());
   }
@@ -512,7 +428,7 @@ Result<Limits> parse_limits(std::string_view source, const toml::table& table) {
     } else if (auto s = n->as_string()) {
       d = parse_duration(s->get());
     } else {
-      return wrong_type(source, *n, "limits.timeout", "integer (seconds) or string (\"30s\")");
+      return toml_wrong_type(source, *n, "limits.timeout", "integer (seconds) or string (\"30s\")");
     }
     if (!d || d->count() <= 0) {
       return t.error(*n, "timeout",
@@ -593,7 +509,7 @@ Result<Manifest> parse_root(std::string_view source, const toml::table& root) {
     auto c = parse_capability(source, *(*caps)[i], path);
     if (!c) return std::move(c).error();
     if (m.find_capability(c->name)) {
-      return field_error(source, (*caps)[i]->get("name")->source(), path + ".name",
+      return toml_field_error(source, (*caps)[i]->get("name")->source(), path + ".name",
                          fmt::format("duplicate capability '{}'", c->name));
     }
     m.capabilities.push_back(std::move(*c));
@@ -669,7 +585,7 @@ Result<Manifest> parse_manifest(std::string_view text, std::string_view source_n
   try {
     root = toml::parse(text, source_name);
   } catch (const toml::parse_error& e) {
-    return Error::invalid(fmt::format("{}: {}", location(source_name, e.source()), e.description()));
+    return Error::invalid(fmt::format("{}: {}", toml_location(source_name, e.source()), e.description()));
   }
   return parse_root(source_name, root);
 }

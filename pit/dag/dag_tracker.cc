@@ -71,8 +71,9 @@ Result<void> DagTracker::apply(const JournalRecord& r) {
     }
     case RecordKind::start_step: return wf.start(r.step);
     case RecordKind::succeed_step: return wf.succeed(r.step, r.outputs);
-    case RecordKind::fail_step: {
-      auto outcome = wf.fail(r.step, r.message);
+    case RecordKind::fail_step:
+    case RecordKind::fail_step_final: {
+      auto outcome = wf.fail(r.step, r.message, r.kind == RecordKind::fail_step_final);
       if (!outcome) return std::move(outcome).error();
       return ok();
     }

@@ -270,6 +270,7 @@ std::string encode_record(const JournalRecord& r) {
       w.outputs(r.outputs);
       break;
     case RecordKind::fail_step:
+    case RecordKind::fail_step_final:
       w.u32(r.step);
       w.str(r.message);
       break;
@@ -294,7 +295,7 @@ Result<JournalRecord> decode_record(std::string_view payload) {
   Reader in(payload);
   JournalRecord r;
   std::uint8_t kind = in.u8("kind");
-  if (in.ok() && (kind < 1 || kind > static_cast<std::uint8_t>(RecordKind::workflow_state))) {
+  if (in.ok() && (kind < 1 || kind > static_cast<std::uint8_t>(RecordKind::fail_step_final))) {
     return Error::invalid("unknown record kind " + std::to_string(kind));
   }
   r.kind = static_cast<RecordKind>(kind);
@@ -319,6 +320,7 @@ Result<JournalRecord> decode_record(std::string_view payload) {
       r.outputs = in.outputs();
       break;
     case RecordKind::fail_step:
+    case RecordKind::fail_step_final:
       r.step = in.u32("step");
       r.message = in.str("message");
       break;

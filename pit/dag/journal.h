@@ -36,6 +36,7 @@ enum class RecordKind : std::uint8_t {
   memo_hit = 9,         // workflow, step, outputs (decided once, replayed as decided)
   remove_workflow = 10, // workflow
   workflow_state = 11,  // workflow, flags, snapshot (written by compaction)
+  fail_step_final = 12, // workflow, step, message: a failure that must not be retried
 };
 
 // One step's state as compaction writes it.

@@ -296,16 +296,16 @@ Result<void> Workflow::succeed(StepIndex step, std::vector<OutputRef> outputs) {
   return commit();
 }
 
-Result<FailOutcome> Workflow::fail(StepIndex step, std::string message) {
+Result<FailOutcome> Workflow::fail(StepIndex step, std::string message, bool final) {
   if (auto r = check(step, StepState::failed); !r) return std::move(r).error();
   if (journal_) {
-    JournalRecord r = step_record(RecordKind::fail_step, id_, step);
+    JournalRecord r = step_record(final ? RecordKind::fail_step_final : RecordKind::fail_step, id_, step);
     r.message = message;
     journal(r);
   }
   messages_[step] = std::move(message);
   FailOutcome outcome;
-  if (nodes_[step].attempts < specs_[step].max_attempts) {
+  if (!final && nodes_[step].attempts < specs_[step].max_attempts) {
     set_state(step, StepState::retrying);
     outcome.state = StepState::retrying;
   } else {

@@ -81,9 +81,10 @@ class Workflow {
   // running → succeeded with `outputs`; dependents whose inputs are now all
   // satisfied become ready (or memoized). The hot path: O(out-degree).
   Result<void> succeed(StepIndex step, std::vector<OutputRef> outputs = {});
-  // running → retrying when attempts remain, else → failed and the failure
+  // running → retrying when attempts remain (and the failure is not
+  // `final`: an error retrying cannot fix), else → failed and the failure
   // policy (the step's override or the workflow's) is applied.
-  Result<FailOutcome> fail(StepIndex step, std::string message);
+  Result<FailOutcome> fail(StepIndex step, std::string message, bool final = false);
   // retrying → ready, after the Conductor's backoff.
   Result<void> retry(StepIndex step);
   // Cancels an unfinished step; its transitive dependents are cancelled too.

@@ -798,6 +798,29 @@ std::size_t Pool::maintain() {
   return started;
 }
 
+std::size_t Pool::unload_idle(const std::function<bool(ModelId, InstanceId)>& should_unload) {
+  std::unique_lock lk(mu_);
+  std::vector<Victim> chosen;
+  std::uint32_t n = model_count_.load(std::memory_order_acquire);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    Model& m = *models_[i];
+    if (m.pinned) continue;
+    for (std::uint32_t k = 0; k < m.slot_count; ++k) {
+      Slot& s = m.slots[k];
+      std::uint64_t w = s.word.load();
+      if (!idle(state_of(w)) || refs_of(w) != 0) continue;
+      if (!should_unload(ModelId{m.id}, InstanceId{s.instance.load()})) continue;
+      // Claimed like an eviction victim; a lock-free hit that won the race
+      // keeps the instance.
+      if (!s.word.compare_exchange_strong(w, pack(InstanceState::unloading, 0, gen_of(w)))) continue;
+      devices_[m.device]->pending_free += s.held;
+      chosen.push_back({m.id, k});
+    }
+  }
+  for (Victim v : chosen) unload_victim(lk, v);
+  return chosen.size();
+}
+
 // ---------------------------------------------------------------------------
 // Health
 

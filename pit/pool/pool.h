@@ -205,6 +205,13 @@ class Pool {
   // reloaded. For the daemon's health timer.
   void check_health();
 
+  // Unloads every idle instance (no users, not pinned) for which
+  // `should_unload(model, instance)` is true: the extension host's idle
+  // shutdown and the retirement of an old version after a hot swap. An
+  // instance in use is left alone (ask again once it is released). Returns
+  // how many were unloaded.
+  std::size_t unload_idle(const std::function<bool(ModelId, InstanceId)>& should_unload);
+
   PoolStats stats() const;
 
  private:

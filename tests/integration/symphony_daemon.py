@@ -73,10 +73,10 @@ class SymphonyDaemon:
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def ctl(self, *args, stdin=None):
-        """Runs symphonyctl --user against this daemon."""
+    def ctl(self, *args, stdin=None, cwd=None):
+        """Runs symphonyctl --user against this daemon (in `cwd` if given)."""
         return subprocess.run([SYMPHONYCTL, "--user", *args], env=self.env, input=stdin,
-                              capture_output=True, timeout=60)
+                              capture_output=True, timeout=60, cwd=cwd)
 
 
 class CtlAssertions:

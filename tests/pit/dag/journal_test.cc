@@ -57,13 +57,13 @@ TEST(JournalRecord, EveryKindRoundTrips) {
   records.push_back(r);
   for (RecordKind k : {RecordKind::start_step, RecordKind::retry_step, RecordKind::cancel_step,
                        RecordKind::succeed_step, RecordKind::memo_hit, RecordKind::fail_step,
-                       RecordKind::cancel_workflow, RecordKind::remove_workflow, RecordKind::workflow_state}) {
+                       RecordKind::fail_step_final, RecordKind::cancel_workflow, RecordKind::remove_workflow, RecordKind::workflow_state}) {
     JournalRecord x;
     x.kind = k;
     x.workflow = "wf-1";
     x.step = 7;
     if (k == RecordKind::succeed_step || k == RecordKind::memo_hit) x.outputs = {out("o", "O"), out("p", "P")};
-    if (k == RecordKind::fail_step) x.message = "exit 3";
+    if (k == RecordKind::fail_step || k == RecordKind::fail_step_final) x.message = "exit 3";
     if (k == RecordKind::workflow_state) {
       x.step = 0;
       x.failed = true;
@@ -169,6 +169,27 @@ TEST(JournalReplay, RunningStepsAreRetriedOrFailedAfterARestart) {
   EXPECT_EQ(w2->attempts(1), 2u);
   EXPECT_EQ(w2->state(3), StepState::ready);
   EXPECT_TRUE((*again)->interrupted().empty());
+}
+
+TEST(JournalReplay, AFinalFailureReplaysAsFinal) {
+  TempDir dir("pit-dag-test", fs::temp_directory_path());
+  const fs::path path = dir.path() / "dag.journal";
+  {
+    auto tracker = DagTracker::open(path);
+    ASSERT_TRUE(tracker.has_value()) << tracker.error().message();
+    auto wf = (*tracker)->create_workflow("wf", FailurePolicy::continue_independent);
+    ASSERT_TRUE(wf.has_value());
+    ASSERT_TRUE((*wf)->add_steps(std::vector{StepSpec{.id = "a", .max_attempts = 4}, StepSpec{.id = "b"}}).has_value());
+    ASSERT_TRUE((*wf)->start(0).has_value());
+    ASSERT_TRUE((*wf)->fail(0, "invalid params", true).has_value());
+  }
+  auto tracker = DagTracker::open(path);
+  ASSERT_TRUE(tracker.has_value()) << tracker.error().message();
+  Workflow* w = (*tracker)->workflow("wf");
+  ASSERT_NE(w, nullptr);
+  EXPECT_EQ(w->state(0), StepState::failed) << "replayed as final, not as a retry with attempts left";
+  EXPECT_EQ(w->last_error(0), "invalid params");
+  EXPECT_EQ(w->state(1), StepState::ready);
 }
 
 TEST(JournalReplay, TornFinalRecordIsIgnoredAndTheRestReplayed) {

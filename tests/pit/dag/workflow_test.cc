@@ -168,6 +168,20 @@ TEST(Workflow, RetriesCountAttemptsUntilTheBudgetIsSpent) {
   EXPECT_EQ(wf.state(), WorkflowState::failed);
 }
 
+TEST(Workflow, AFinalFailureIsNotRetriedWhateverTheBudget) {
+  Workflow wf("w", FailurePolicy::fail_workflow);
+  StepSpec flaky = step("flaky");
+  flaky.max_attempts = 5;
+  ASSERT_TRUE(wf.add_steps(std::vector{flaky, step("after", {"flaky"})}).has_value());
+  ASSERT_TRUE(wf.start(0).has_value());
+  auto out = wf.fail(0, "bad parameters", /*final=*/true);
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->state, StepState::failed);
+  EXPECT_EQ(wf.attempts(0), 1u);
+  EXPECT_EQ(wf.state(1), StepState::skipped);
+  EXPECT_EQ(wf.state(), WorkflowState::failed);
+}
+
 TEST(Workflow, RetryThenSuccessReleasesDependents) {
   Workflow wf("w", FailurePolicy::fail_workflow);
   StepSpec flaky = step("flaky");

@@ -1,9 +1,9 @@
-// msgpack → JSON conversion for symphonyctl.
-#include "cli/msgpack_json.h"
+// msgpack ⇄ JSON conversion.
+#include "ipc/msgpack_json.h"
 
 #include <string>
 
-namespace symphony::cli {
+namespace symphony::ipc {
 namespace {
 
 std::string hex(const char* data, std::size_t size) {
@@ -52,4 +52,34 @@ nlohmann::json to_json(const msgpack::object& o) {
   return nullptr;
 }
 
-}  // namespace symphony::cli
+void pack_json(rpc::Packer& pk, const nlohmann::json& j) {
+  switch (j.type()) {
+    case nlohmann::json::value_t::null:
+    case nlohmann::json::value_t::discarded: pk.pack_nil(); return;
+    case nlohmann::json::value_t::boolean: pk.pack(j.get<bool>()); return;
+    case nlohmann::json::value_t::number_integer: pk.pack(j.get<std::int64_t>()); return;
+    case nlohmann::json::value_t::number_unsigned: pk.pack(j.get<std::uint64_t>()); return;
+    // Always a float64, even for integral values (pack_exact's rule).
+    case nlohmann::json::value_t::number_float: pk.pack_double(j.get<double>()); return;
+    case nlohmann::json::value_t::string: pk.pack(j.get_ref<const std::string&>()); return;
+    case nlohmann::json::value_t::binary: {
+      const auto& b = j.get_binary();
+      pk.pack_bin(static_cast<std::uint32_t>(b.size()));
+      pk.pack_bin_body(reinterpret_cast<const char*>(b.data()), static_cast<std::uint32_t>(b.size()));
+      return;
+    }
+    case nlohmann::json::value_t::array:
+      pk.pack_array(static_cast<std::uint32_t>(j.size()));
+      for (const auto& e : j) pack_json(pk, e);
+      return;
+    case nlohmann::json::value_t::object:
+      pk.pack_map(static_cast<std::uint32_t>(j.size()));
+      for (const auto& [k, v] : j.items()) {
+        pk.pack(k);
+        pack_json(pk, v);
+      }
+      return;
+  }
+}
+
+}  // namespace symphony::ipc
