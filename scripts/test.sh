@@ -33,7 +33,7 @@ run_suite build-ci
 
 echo "==> [2/5] ASan + UBSan build and test"
 [ -f build-asan/build.ninja ] || meson setup build-asan -Dwerror=true --buildtype=debug \
-  -Db_sanitize=address,undefined -Db_lundef=false -Dbenchmarks=disabled
+  -Db_sanitize=address,undefined -Db_lundef=false -Dbenchmarks=disabled -Dlibtorch=disabled
 ninja -C build-asan
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1

@@ -107,6 +107,13 @@ void sleep_for(ext::Step& step) {
 
 }  // namespace
 
+// Under AddressSanitizer (the test suite's sanitizer build) the sanitizer
+// would catch the deliberate SIGSEGV and exit 1; the tests need the signal
+// itself to end the process, as it does in a normal build.
+extern "C" __attribute__((visibility("default"), used)) const char* __asan_default_options() {
+  return "handle_segv=0";
+}
+
 int main() {
   ext::Extension extension("org.symphony.test.chaos", "1.0.0");
   extension.capability("noop.run", [](ext::Step&) {});
