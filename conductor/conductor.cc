@@ -193,7 +193,15 @@ void Conductor::flush_dag() {
 Result<std::string> Conductor::submit(Plan plan, RunOptions options) {
   if (plan.steps.empty()) return Error::invalid(fmt::format("{}: the workflow has no steps", options.source));
   const std::uint32_t uid = options.as.uid.value_or(0);
+  // A fan-out repeats one capability thousands of times: check each
+  // (capability, pin) once.
+  std::set<std::string> checked;
   for (const auto& step : plan.steps) {
+    if (!checked.insert(step.capability + '\n' + step.extension + '\n' +
+                        (step.extension_range ? step.extension_range->text() : std::string()))
+             .second) {
+      continue;
+    }
     auto found = providers_.providers(step.capability, uid);
     std::erase_if(found, [&](const auto& m) {
       return (!step.extension.empty() && m->id != step.extension) ||

@@ -198,6 +198,7 @@ Instance::Wake Instance::wait(Clock::time_point deadline, int extra_fd, bool wan
                                 : static_cast<int>(std::min<std::int64_t>(
                                       std::chrono::ceil<milliseconds>(deadline - now).count(), 60'000));
   int r = ::poll(fds, n, timeout);
+  output_ready_ = r > 0 && (fds[1].revents & (POLLIN | POLLHUP)) != 0;
   if (r < 0 && errno == EINTR) return Wake::ready;
   if (r <= 0) return Clock::now() >= deadline ? Wake::timeout : Wake::ready;
   if (extra_fd >= 0 && (fds[3].revents & POLLIN)) return Wake::extra;
@@ -533,7 +534,7 @@ StepOutcome Instance::run(const StepCall& call, const StepEvents& events, const 
     if (cancel_deadline) deadline = std::min(deadline, *cancel_deadline);
     int extra = (cancel != nullptr && !cancel_deadline) ? cancel->fd() : -1;
     Wake w = wait(deadline, extra, !out_.empty());
-    drain_output(&events);
+    if (output_ready_) drain_output(&events);
     in.clear();
     bool open = read_channel(in);
     for (const auto& m : in) {

@@ -187,6 +187,7 @@ class Instance {
   UniqueFd channel_;
   UniqueFd output_;
   std::string output_partial_;
+  bool output_ready_ = false;  // the last wait() saw the output pipe readable
   ipc::rpc::StreamDecoder decoder_;
   ipc::rpc::WriteBuffer out_;
   std::size_t out_sent_ = 0;

@@ -15,6 +15,7 @@
 #include <system_error>
 
 #include "extensions/code/lexer.h"
+#include "symphony/ext.h"
 
 namespace symphony::extensions::code {
 namespace {
@@ -1262,39 +1263,6 @@ nlohmann::json to_json(const FindingCounts& c) {
   return {{"info", c.info}, {"warning", c.warning}, {"error", c.error}};
 }
 
-// Replaces bytes that are not UTF-8 (JSON cannot carry them) by U+FFFD.
-std::string utf8_clean(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  std::size_t i = 0;
-  while (i < s.size()) {
-    auto c = static_cast<unsigned char>(s[i]);
-    std::size_t len = c < 0x80           ? 1
-                      : (c >> 5) == 0x6  ? 2
-                      : (c >> 4) == 0xE  ? 3
-                      : (c >> 3) == 0x1E ? 4
-                                         : 0;
-    bool ok = len != 0 && i + len <= s.size();
-    for (std::size_t k = 1; ok && k < len; ++k)
-      ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
-    if (ok && len > 1) {
-      unsigned cp = c & (0x7F >> len);
-      for (std::size_t k = 1; k < len; ++k)
-        cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-      static constexpr unsigned kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-      ok = cp >= kMin[len] && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
-    }
-    if (ok) {
-      out.append(s.substr(i, len));
-      i += len;
-    } else {
-      out += "\xEF\xBF\xBD";
-      ++i;
-    }
-  }
-  return out;
-}
-
 // Reads fields of one JSON object, naming each in errors: "WHERE: PATH.FIELD: ...".
 class Reader {
  public:
@@ -1445,7 +1413,7 @@ Result<FileAnalysis> file_from_json(const nlohmann::json& j, std::string_view wh
 nlohmann::json to_json(const FileAnalysis& file) {
   auto functions = nlohmann::json::array();
   for (const auto& f : file.functions)
-    functions.push_back({{"name", utf8_clean(f.name)},
+    functions.push_back({{"name", ext::valid_utf8(f.name)},
                          {"line", f.line},
                          {"length", f.length},
                          {"complexity", f.complexity},
@@ -1455,8 +1423,8 @@ nlohmann::json to_json(const FileAnalysis& file) {
     findings.push_back({{"line", f.line},
                         {"rule", f.rule},
                         {"severity", to_string(f.severity)},
-                        {"message", utf8_clean(f.message)}});
-  return {{"path", utf8_clean(file.path)},
+                        {"message", ext::valid_utf8(f.message)}});
+  return {{"path", ext::valid_utf8(file.path)},
           {"language", to_string(file.language)},
           {"lines", to_json(file.lines)},
           {"functions", std::move(functions)},
@@ -1470,9 +1438,9 @@ nlohmann::json to_json(const Analysis& analysis) {
   for (const auto& f : analysis.files) files.push_back(to_json(f));
   auto skipped = nlohmann::json::array();
   for (const auto& s : analysis.skipped)
-    skipped.push_back({{"path", utf8_clean(s.path)}, {"reason", s.reason}});
+    skipped.push_back({{"path", ext::valid_utf8(s.path)}, {"reason", s.reason}});
   const Totals& t = analysis.totals;
-  return {{"root", utf8_clean(analysis.root)},
+  return {{"root", ext::valid_utf8(analysis.root)},
           {"files", std::move(files)},
           {"totals",
            {{"files", t.files},

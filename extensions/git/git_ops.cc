@@ -14,6 +14,8 @@
 #include <mutex>
 #include <system_error>
 
+#include "symphony/ext.h"
+
 namespace symphony::extensions::git {
 namespace {
 
@@ -84,39 +86,6 @@ std::string oid_hex(const git_oid* oid) {
   char hex[GIT_OID_HEXSZ + 1];
   git_oid_tostr(hex, sizeof hex, oid);
   return hex;
-}
-
-std::string utf8_clean(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  std::size_t i = 0;
-  while (i < s.size()) {
-    auto c = static_cast<unsigned char>(s[i]);
-    std::size_t len = c < 0x80           ? 1
-                      : (c >> 5) == 0x6  ? 2
-                      : (c >> 4) == 0xE  ? 3
-                      : (c >> 3) == 0x1E ? 4
-                                         : 0;
-    bool ok = len != 0 && i + len <= s.size();
-    for (std::size_t k = 1; ok && k < len; ++k)
-      ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
-    if (ok && len > 1) {
-      // Overlong forms, surrogates and code points past U+10FFFF.
-      unsigned cp = c & (0x7F >> len);
-      for (std::size_t k = 1; k < len; ++k)
-        cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-      static constexpr unsigned kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-      ok = cp >= kMin[len] && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
-    }
-    if (ok) {
-      out.append(s.substr(i, len));
-      i += len;
-    } else {
-      out += "\xEF\xBF\xBD";
-      ++i;
-    }
-  }
-  return out;
 }
 
 std::string iso8601(const git_time& when) {
@@ -668,13 +637,13 @@ Result<std::string> blame_path(const nlohmann::json& params) {
 nlohmann::json to_json(const Status& status) {
   auto entries = nlohmann::json::array();
   for (const auto& e : status.entries) {
-    nlohmann::json j = {{"path", utf8_clean(e.path)},
+    nlohmann::json j = {{"path", ext::valid_utf8(e.path)},
                         {"index", to_string(e.index)},
                         {"worktree", to_string(e.worktree)}};
-    if (!e.old_path.empty()) j["old_path"] = utf8_clean(e.old_path);
+    if (!e.old_path.empty()) j["old_path"] = ext::valid_utf8(e.old_path);
     entries.push_back(std::move(j));
   }
-  return {{"branch", status.branch ? nlohmann::json(utf8_clean(*status.branch)) : nlohmann::json()},
+  return {{"branch", status.branch ? nlohmann::json(ext::valid_utf8(*status.branch)) : nlohmann::json()},
           {"head", status.head ? nlohmann::json(*status.head) : nlohmann::json()},
           {"entries", std::move(entries)},
           {"clean", status.clean()}};
@@ -684,10 +653,10 @@ nlohmann::json to_json(const std::vector<Commit>& log) {
   auto out = nlohmann::json::array();
   for (const auto& c : log)
     out.push_back({{"commit", c.commit},
-                   {"author", utf8_clean(c.author)},
-                   {"email", utf8_clean(c.email)},
+                   {"author", ext::valid_utf8(c.author)},
+                   {"email", ext::valid_utf8(c.email)},
                    {"time", c.time},
-                   {"summary", utf8_clean(c.summary)}});
+                   {"summary", ext::valid_utf8(c.summary)}});
   return out;
 }
 
@@ -696,8 +665,8 @@ nlohmann::json to_json(const std::vector<BlameLine>& blame) {
   for (const auto& l : blame)
     out.push_back({{"line", l.line},
                    {"commit", l.commit},
-                   {"author", utf8_clean(l.author)},
-                   {"text", utf8_clean(l.text)}});
+                   {"author", ext::valid_utf8(l.author)},
+                   {"text", ext::valid_utf8(l.text)}});
   return out;
 }
 

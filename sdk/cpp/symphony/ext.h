@@ -26,6 +26,11 @@ namespace symphony::ext {
 // The protocol version this SDK speaks.
 inline constexpr int kProtocolVersion = 1;
 
+// `s` with every byte that is not part of valid UTF-8 (overlong forms,
+// surrogates and code points past U+10FFFF included) replaced by U+FFFD:
+// for text from files, repositories or users that goes into JSON outputs.
+std::string valid_utf8(std::string_view s);
+
 enum class Level { debug, info, warn, error };
 
 // One artifact passed to a step. `data` holds the bytes as they are stored.
